@@ -1,0 +1,59 @@
+# CityOps — two commands on a fresh machine: `make demo` and `make test`.
+# Each installs what it needs (virtualenv, Python packages, front-end assets, browser for tests).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+VENDOR := src/cityops/web/static/vendor/echarts.min.js
+
+.PHONY: demo test check lint typecheck bench assets browser install clean serve
+
+install: $(STAMP) $(VENDOR)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Front-end packages come from the npm registry and are copied into the Python package.
+$(VENDOR): web/package.json web/package-lock.json web/build.mjs
+	cd web && npm ci --no-audit --no-fund --loglevel=error && node build.mjs
+	touch $(VENDOR)
+
+assets: $(VENDOR)
+
+# Debian's Chromium and CJK fonts for the browser tests (never a downloaded browser build).
+browser:
+	@if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
+	  else \
+	    echo "browser tests need Debian's chromium and fonts-noto-cjk: sudo apt-get install chromium fonts-noto-cjk"; \
+	  fi; \
+	fi
+
+demo: install
+	$(BIN)/cityops demo
+
+serve: install
+	$(BIN)/cityops serve
+
+test: install browser
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff format --check src tests bench migrations
+	$(BIN)/ruff check src tests bench migrations
+
+typecheck: install
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+bench: install
+	$(BIN)/python bench/locate.py
+
+clean:
+	rm -rf $(VENV) web/node_modules src/cityops/web/static/vendor var test-artifacts

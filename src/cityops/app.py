@@ -1,0 +1,95 @@
+"""Application wiring: settings, database, routers, error handlers, pages."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine, text
+
+from cityops import __version__
+from cityops.config import Settings, get_settings
+from cityops.db import engine_from_settings, session_factory
+from cityops.errors import CityOpsError
+
+log = logging.getLogger("cityops")
+
+# The router registry: each domain contributes its routers here, nowhere else.
+ROUTER_MODULES = ["cityops.geo.api", "cityops.org.api", "cityops.web.views"]
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = engine or engine_from_settings(settings)
+    app = FastAPI(
+        title="CityOps 城市运行和治理中心",
+        version=__version__,
+        description="开州区数字化城市运行和治理中心 API — city operations and governance center",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = session_factory(engine)
+
+    import importlib
+
+    for module_name in ROUTER_MODULES:
+        app.include_router(importlib.import_module(module_name).router)
+
+    from cityops.web.views import STATIC_DIR
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _install_error_handlers(app)
+    _install_health(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CityOpsError)
+    async def domain_error(_request: Request, exc: CityOpsError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = []
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body")]
+            fields.append(
+                {"field": ".".join(loc) or "request", "message": err.get("msg", "invalid")}
+            )
+        names = ", ".join(f["field"] for f in fields)
+        body: dict[str, Any] = {
+            "error": {
+                "code": "invalid_input",
+                "message": f"输入有误 / invalid input: {names}",
+                "fields": fields,
+            }
+        }
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        body = {"error": {"code": "internal", "message": "服务器内部错误 / internal error"}}
+        return JSONResponse(body, status_code=500)
+
+
+def _install_health(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz(request: Request) -> JSONResponse:
+        try:
+            with request.app.state.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # any driver error means "not ready", never a 500
+            log.warning("readiness check failed: %s", exc)
+            return JSONResponse(
+                {"status": "unavailable", "database": "unreachable"}, status_code=503
+            )
+        return JSONResponse({"status": "ok", "database": "ok"})

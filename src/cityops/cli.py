@@ -1,0 +1,215 @@
+"""``cityops`` command line: serve, demo, db, regions, export."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cityops.config import Settings, SettingsError, get_settings
+
+app = typer.Typer(help="CityOps 城市运行和治理中心", no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="数据库迁移 / database migrations", no_args_is_help=True)
+regions_app = typer.Typer(help="区域边界 / region boundaries", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(regions_app, name="regions")
+console = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        err.print(f"[bold red]配置错误 / configuration error[/]\n{exc}")
+        raise typer.Exit(2) from None
+
+
+def _engine(settings: Settings):  # type: ignore[no-untyped-def]
+    from cityops.db import engine_from_settings
+
+    return engine_from_settings(settings)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from cityops import migrate
+
+    settings = _settings()
+    migrate.upgrade(_engine(settings), revision)
+    console.print(f"数据库已升级 / database upgraded to {revision}: {settings.database_url}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str) -> None:
+    """Revert migrations down to REVISION ('base' removes everything)."""
+    from cityops import migrate
+
+    settings = _settings()
+    migrate.downgrade(_engine(settings), revision)
+    console.print(f"数据库已降级 / database downgraded to {revision}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the database's revision and the code's head."""
+    from cityops import migrate
+
+    settings = _settings()
+    console.print(
+        f"database: {migrate.current(_engine(settings)) or '(empty)'}   code head: {migrate.head()}"
+    )
+
+
+@regions_app.command("import")
+def regions_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+) -> None:
+    """Import real boundaries: a GeoJSON FeatureCollection, code and name per feature.
+
+    Every problem is reported with its region code, and nothing is imported unless all is well.
+    """
+    from cityops.db import session_factory, transaction
+    from cityops.geo.importer import ImportRejected, import_file
+
+    settings = _settings()
+    try:
+        with transaction(session_factory(_engine(settings))) as session:
+            result = import_file(session, file)
+    except ImportRejected as exc:
+        table = Table(
+            "region code", "problem", title=f"{file}: {exc.message}", title_style="bold red"
+        )
+        for p in exc.problems:
+            table.add_row(p.code, p.message)
+        err.print(table)
+        raise typer.Exit(2) from None
+    console.print(f"导入完成 / imported: {result.created} created, {result.updated} updated")
+
+
+@app.command("demo-data")
+def demo_data(
+    seed: int = 20240712,
+    villages_per_town: Annotated[int, typer.Option(min=1, max=999)] = 12,
+    grids_per_village: Annotated[int, typer.Option(min=1, max=999)] = 5,
+    export: Annotated[Path | None, typer.Option(help="also export to this folder")] = None,
+) -> None:
+    """Build the Kaizhou demo district into an empty database (synthetic geometry)."""
+    from cityops import migrate
+
+    settings = _settings()
+    engine = _engine(settings)
+    migrate.upgrade(engine)
+    loaded = _load_demo(settings, seed, villages_per_town, grids_per_village)
+    if not loaded:
+        err.print("数据库已有演示辖区 / the demo district is already loaded; use an empty database")
+        raise typer.Exit(2)
+    if export:
+        _export(settings, export)
+
+
+def _load_demo(settings: Settings, seed: int, villages: int, grids: int) -> bool:
+    from cityops.db import session_factory, transaction
+    from cityops.demo import district
+
+    with transaction(session_factory(_engine(settings))) as session:
+        if district.is_loaded(session):
+            return False
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("生成镇街 / generating towns", total=40)
+
+            def tick(name: str, done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total, description=f"生成 {name}")
+
+            demo = district.generate(
+                district.DemoConfig(seed=seed, villages_per_town=villages, grids_per_village=grids),
+                tick,
+            )
+            bar.update(task, description="写入数据库 / writing")
+            counts = district.load(session, demo)
+    console.print(
+        f"演示辖区已生成 / demo district built: {counts['regions']} regions, "
+        f"{counts['units']} units, "
+        f"{counts['people']} people → {settings.database_url}\n"
+        "[dim]边界为合成示意数据 / boundaries are synthetic[/]"
+    )
+    return True
+
+
+@app.command("export")
+def export_cmd(folder: Path) -> None:
+    """Export regions (GeoJSON), units, people and duty (CSV) to FOLDER."""
+    _export(_settings(), folder)
+
+
+def _export(settings: Settings, folder: Path) -> None:
+    from cityops.db import session_factory, transaction
+    from cityops.exports import export_all
+
+    with transaction(session_factory(_engine(settings))) as session:
+        written = export_all(session, folder)
+    console.print(f"已导出 / exported: {', '.join(str(p) for p in written)}")
+
+
+@app.command("serve")
+def serve(
+    host: str | None = None, port: Annotated[int | None, typer.Option(min=1, max=65535)] = None
+) -> None:
+    """Run the web server (production: several of these behind a proxy)."""
+    settings = _settings()
+    _serve(settings, host, port)
+
+
+def _serve(settings: Settings, host: str | None, port: int | None) -> None:
+    import uvicorn
+
+    from cityops.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=settings.log_level,
+        proxy_headers=True,
+    )
+
+
+@app.command("demo")
+def demo(
+    host: str | None = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535)] = None,
+) -> None:
+    """Migrate, load the Kaizhou demo district if the database is empty, and serve."""
+    from cityops import migrate
+
+    settings = _settings()
+    migrate.upgrade(_engine(settings))
+    _load_demo(settings, 20240712, 12, 5)
+    url = f"http://{host or settings.host}:{port or settings.port}/"
+    console.print(f"[bold green]CityOps 演示已启动[/] → {url}  (接口文档 {url}docs)")
+    _serve(settings, host, port)
+
+
+def main() -> None:
+    try:
+        app()
+    except SettingsError as exc:  # settings read lazily deep inside a command
+        err.print(f"[bold red]配置错误 / configuration error[/]\n{exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

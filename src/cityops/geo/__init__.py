@@ -1,0 +1,1 @@
+"""Regions: district → town → village → grid, their geometry and the point locator."""

@@ -1,0 +1,7 @@
+"""Every domain's models, imported so ``Base.metadata`` is complete (Alembic, tests)."""
+
+from cityops.db import Base
+from cityops.geo import models as geo_models
+from cityops.org import models as org_models
+
+__all__ = ["Base", "geo_models", "org_models"]

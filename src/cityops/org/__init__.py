@@ -1,0 +1,1 @@
+"""Units (centers, departments, town offices), people, roles and duty rosters."""

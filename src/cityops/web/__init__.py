@@ -1,0 +1,1 @@
+"""HTML pages (cockpit, workbench, mobile) and their static assets."""

@@ -38,13 +38,20 @@ class _LevelIndex:
     def __init__(self, codes: list[str], geoms: list[BaseGeometry]) -> None:
         self.codes = np.array(codes, dtype=object)
         self.geoms = np.array(geoms, dtype=object)
+        shapely.prepare(self.geoms)
         self.tree = shapely.STRtree(self.geoms)
 
-    def query(self, points: NDArray[np.object_]) -> NDArray[np.intp]:
-        """Index of the containing polygon per point, -1 where none."""
-        pairs = self.tree.query(points, predicate="within")
+    def query(
+        self, points: NDArray[np.object_], lons: NDArray[np.float64], lats: NDArray[np.float64]
+    ) -> NDArray[np.intp]:
+        """Index of the containing polygon per point, -1 where none.
+
+        Bounding-box candidates from the tree, then ``contains_xy`` on the prepared polygons:
+        the same answer as ``query(predicate="within")`` in well under half the time."""
+        point_i, poly_i = self.tree.query(points)
+        inside = shapely.contains_xy(self.geoms[poly_i], lons[point_i], lats[point_i])
         found = np.full(len(points), -1, dtype=np.intp)
-        found[pairs[0]] = pairs[1]
+        found[point_i[inside]] = poly_i[inside]
         return found
 
 
@@ -84,16 +91,24 @@ class Locator:
         self, lons: NDArray[np.float64], lats: NDArray[np.float64]
     ) -> NDArray[np.object_]:
         """Finest region code per point (None outside): the batched path for imports and replays."""
-        points = shapely.points(np.asarray(lons, dtype=float), np.asarray(lats, dtype=float))
+        lons = np.asarray(lons, dtype=float)
+        lats = np.asarray(lats, dtype=float)
+        points = shapely.points(lons, lats)
         result = np.full(len(points), None, dtype=object)
-        todo = np.arange(len(points))
+        todo: NDArray[np.intp] | None = None  # None: every point (saves a copy on the first level)
         for index in self._levels:
-            if not len(todo):
-                break
-            found = index.query(points[todo])
-            hit = found >= 0
-            result[todo[hit]] = index.codes[found[hit]]
-            todo = todo[~hit]
+            if todo is None:
+                found = index.query(points, lons, lats)
+                hit = found >= 0
+                result[hit] = index.codes[found[hit]]
+                todo = np.flatnonzero(~hit)
+            else:
+                if not len(todo):
+                    break
+                found = index.query(points[todo], lons[todo], lats[todo])
+                hit = found >= 0
+                result[todo[hit]] = index.codes[found[hit]]
+                todo = todo[~hit]
         return result
 
     def location_of(self, code: str) -> Location:

@@ -50,7 +50,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--points", type=int, default=500_000)
     parser.add_argument("--single", type=int, default=20_000, help="single-point lookups to time")
     parser.add_argument("--villages-per-town", type=int, default=12)

@@ -13,7 +13,13 @@ from rich.table import Table
 
 from cityops.config import Settings, SettingsError, get_settings
 
-app = typer.Typer(help="CityOps 城市运行和治理中心", no_args_is_help=True, add_completion=False)
+# No locals in tracebacks: they would print database URLs with their passwords.
+app = typer.Typer(
+    help="CityOps 城市运行和治理中心",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
 db_app = typer.Typer(help="数据库迁移 / database migrations", no_args_is_help=True)
 regions_app = typer.Typer(help="区域边界 / region boundaries", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -204,10 +210,18 @@ def demo(
 
 
 def main() -> None:
+    from sqlalchemy.exc import OperationalError
+
     try:
         app()
     except SettingsError as exc:  # settings read lazily deep inside a command
         err.print(f"[bold red]配置错误 / configuration error[/]\n{exc}")
+        sys.exit(2)
+    except OperationalError as exc:
+        err.print(
+            "[bold red]数据库不可达 / cannot reach the database[/] (CITYOPS_DATABASE_URL)\n"
+            f"{str(exc.orig).strip() if exc.orig else exc}"
+        )
         sys.exit(2)
 
 

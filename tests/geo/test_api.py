@@ -73,6 +73,11 @@ def test_children_geojson(client: TestClient) -> None:
     assert all(f["geometry"]["type"] in {"Polygon", "MultiPolygon"} for f in fc["features"])
 
 
+def test_children_of_a_grid_is_an_empty_collection(client: TestClient) -> None:
+    r = client.get(f"/api/v1/regions/{HANFENG}001001/children.geojson")
+    assert r.status_code == 200 and r.json()["features"] == []
+
+
 def test_locate_round_trip_from_a_grid_center(client: TestClient) -> None:
     grid = client.get(f"/api/v1/regions/{HANFENG}002001").json()
     lon, lat = grid["center"]
@@ -106,3 +111,16 @@ def test_locate_bad_input_names_the_field(
     r = client.get("/api/v1/locate", params=params)
     assert r.status_code == 422
     assert field in [f["field"] for f in r.json()["error"]["fields"]]
+
+
+def test_neighbouring_regions_get_different_map_colours(client: TestClient) -> None:
+    import shapely
+    from shapely.geometry import shape
+
+    fc = client.get("/api/v1/regions/500154/children.geojson").json()
+    geoms = [shape(f["geometry"]) for f in fc["features"]]
+    colours = [f["properties"]["colour"] for f in fc["features"]]
+    left, right = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    pairs = [(i, j) for i, j in zip(left, right, strict=True) if i < j]
+    assert pairs, "towns share borders"
+    assert all(colours[i] != colours[j] for i, j in pairs)

@@ -65,7 +65,9 @@ def _detail(session: Session, region: Region) -> RegionDetail:
 )
 def children_geojson(session: DbSession, code: CodePath) -> JSONResponse:
     region = service.get_region(session, code)
-    body: dict[str, Any] = service.feature_collection(service.children(session, region))
+    body: dict[str, Any] = service.feature_collection(
+        service.children(session, region), colours=True
+    )
     body["parent"] = {"code": region.code, "name": region.name, "level": region.level}
     return JSONResponse(
         body,

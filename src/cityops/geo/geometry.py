@@ -52,6 +52,29 @@ def area_km2(geom: BaseGeometry) -> float:
     return float(shapely.transform(geom, project).area)
 
 
+def colour_indices(geoms: list[BaseGeometry], palette_size: int) -> list[int]:
+    """Greedy map colouring: neighbours (sharing an edge or a corner) get different indices
+    whenever the palette allows, so adjacent regions never blend on the map."""
+    if not geoms:
+        return []
+    tree = shapely.STRtree(geoms)
+    left, right = tree.query(geoms, predicate="intersects")
+    neighbours: dict[int, set[int]] = {i: set() for i in range(len(geoms))}
+    for i, j in zip(left.tolist(), right.tolist(), strict=True):
+        if i != j:
+            neighbours[i].add(j)
+    colours: list[int] = []
+    used = [0] * palette_size
+    for i in range(len(geoms)):
+        taken = {colours[j] for j in neighbours[i] if j < i}
+        free = [c for c in range(palette_size) if c not in taken]
+        # The least-used free colour, so the whole palette shows rather than its first hues.
+        pick = min(free, key=lambda c: (used[c], c)) if free else i % palette_size
+        used[pick] += 1
+        colours.append(pick)
+    return colours
+
+
 def inner_point(geom: BaseGeometry) -> tuple[float, float]:
     c = geom.centroid
     if not geom.contains(c):

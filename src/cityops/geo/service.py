@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from cityops.db import utcnow
 from cityops.errors import InvalidInput, NotFound
-from cityops.geo.geometry import area_km2, inner_point, to_geojson, to_shape
+from cityops.geo.geometry import area_km2, colour_indices, inner_point, to_geojson, to_shape
 from cityops.geo.locator import Location, Locator
 from cityops.geo.models import LEVEL_BY_LENGTH, GeoState, Level, Region
 
@@ -65,7 +65,17 @@ def ancestors(session: Session, region: Region) -> Sequence[Region]:
     ).all()
 
 
-def feature_collection(regions: Sequence[Region]) -> dict[str, Any]:
+MAP_PALETTE_SIZE = 12
+
+
+def feature_collection(regions: Sequence[Region], *, colours: bool = False) -> dict[str, Any]:
+    """GeoJSON of the regions; with ``colours``, a ``colour`` index per feature that differs
+    between neighbours (for maps)."""
+    colour = (
+        colour_indices([to_shape(r.geometry) for r in regions], MAP_PALETTE_SIZE)
+        if colours
+        else None
+    )
     return {
         "type": "FeatureCollection",
         "features": [
@@ -80,10 +90,11 @@ def feature_collection(regions: Sequence[Region]) -> dict[str, Any]:
                     "center": [r.center_lon, r.center_lat],
                     "area_km2": r.area_km2,
                     "synthetic": r.synthetic,
-                },
+                }
+                | ({"colour": colour[i]} if colour else {}),
                 "geometry": r.geometry,
             }
-            for r in regions
+            for i, r in enumerate(regions)
         ],
     }
 

@@ -34,7 +34,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "zh": "前端资源未构建：请运行 make demo",
         "en": "Front-end assets are missing: run make demo",
     },
-    "km2": {"zh": "平方公里", "en": "km²"},
+    "km2": {"zh": "km²", "en": "km²"},
     "count": {"zh": "个", "en": ""},
     "language": {"zh": "English", "en": "中文"},
 }

@@ -10,6 +10,8 @@
   const chart = echarts.init(el("map"), null, { renderer: "canvas" });
   window.addEventListener("resize", () => chart.resize());
   let current = null;
+  // The API gives neighbours different colour indices; fall back to position otherwise.
+  const colourOf = (f, i) => PALETTE[(f.properties.colour ?? i) % PALETTE.length];
 
   async function getJSON(url) {
     const res = await fetch(url, { headers: { Accept: "application/json" } });
@@ -39,7 +41,7 @@
     echarts.registerMap(mapName, fc);
     const data = fc.features.map((f, i) => ({
       name: f.properties.code, label: f.properties.name, value: f.properties.area_km2,
-      itemStyle: { areaColor: PALETTE[i % PALETTE.length] },
+      itemStyle: { areaColor: colourOf(f, i) },
     }));
     const many = data.length > 60 || (data.length > 20 && el("map").clientWidth < 600);
     chart.setOption({
@@ -78,7 +80,7 @@
       const li = document.createElement("li");
       const b = document.createElement("button");
       b.type = "button"; b.dataset.code = f.properties.code;
-      b.innerHTML = `<span><span class="swatch" style="background:${PALETTE[i % PALETTE.length]}"></span></span>`;
+      b.innerHTML = `<span><span class="swatch" style="background:${colourOf(f, i)}"></span></span>`;
       b.firstChild.append(f.properties.name);
       const small = document.createElement("small");
       small.textContent = `${f.properties.area_km2.toFixed(1)} ${S.km2}`;

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.orm import Session
+
+from cityops.db import make_engine
+from cityops.geo.models import GeoState, Region
+from cityops.org.models import Unit
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_db: str) -> None:
+    engine = make_engine(tmp_db)
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    engine.dispose()
+
+
+def test_foreign_keys_are_enforced(session: Session) -> None:
+    session.add(
+        Unit(code="X-1", name="无区域", short_name="无", kind="department", region_id=999_999)
+    )
+    with pytest.raises(IntegrityError):
+        session.flush()
+
+
+def test_check_constraints_are_enforced(session: Session) -> None:
+    district = session.scalars(select(Region).where(Region.code == "500154")).one()
+    session.add(
+        Unit(code="X-2", name="怪单位", short_name="怪", kind="spaceship", region_id=district.id)
+    )
+    with pytest.raises(IntegrityError):
+        session.flush()
+
+
+def test_times_round_trip_as_aware_utc(session: Session, engine: Engine) -> None:
+    state = session.get(GeoState, 1)
+    assert state is not None
+    beijing = timezone(timedelta(hours=8))
+    state.changed_at = datetime(2026, 7, 15, 20, 30, tzinfo=beijing)
+    session.flush()
+    session.expire(state)
+    assert state.changed_at == datetime(2026, 7, 15, 12, 30, tzinfo=UTC)
+    assert state.changed_at.tzinfo is not None
+
+
+def test_naive_times_are_refused(session: Session) -> None:
+    state = session.get(GeoState, 1)
+    assert state is not None
+    state.changed_at = datetime(2026, 7, 15, 12, 30)
+    with pytest.raises(StatementError, match="naive datetime"):
+        session.flush()

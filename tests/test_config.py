@@ -1,23 +1,9 @@
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from cityops.config import Settings, SettingsError, get_settings
-
-
-def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CITYOPS_")} | env
-    return subprocess.run(
-        [sys.executable, "-m", "cityops.cli", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=60,
-    )
+from tests.cliutil import run_cli
 
 
 def test_defaults_are_embedded_sqlite_and_shanghai() -> None:
@@ -58,13 +44,13 @@ def test_bad_setting_is_named(
 
 
 def test_bad_setting_stops_the_cli_with_exit_2_and_no_traceback() -> None:
-    result = _cli("db", "current", env={"CITYOPS_PORT": "not-a-port"})
+    result = run_cli("db", "current", env={"CITYOPS_PORT": "not-a-port"})
     assert result.returncode == 2
     assert "CITYOPS_PORT" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
 
 def test_bad_database_url_stops_serve_before_binding() -> None:
-    result = _cli("serve", env={"CITYOPS_DATABASE_URL": "oracle://nope"})
+    result = run_cli("serve", env={"CITYOPS_DATABASE_URL": "oracle://nope"})
     assert result.returncode == 2
     assert "CITYOPS_DATABASE_URL" in result.stderr

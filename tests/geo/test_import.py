@@ -1,9 +1,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ from sqlalchemy.orm import Session
 from cityops.geo import service
 from cityops.geo.importer import ImportRejected, import_geojson
 from cityops.geo.models import Region
+from tests.cliutil import run_cli
 
 # A new town carved out of nothing would overlap the demo towns, so tests import into a second,
 # made-up district far from Kaizhou (code 500155) unless they mean to collide.
@@ -141,15 +140,10 @@ def test_cli_import_reports_problems_and_exits_2(tmp_path: Path, tmp_db: str) ->
             )
         )
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYOPS_")}
-    env |= {"CITYOPS_DATABASE_URL": tmp_db, "COLUMNS": "200"}
-    run = lambda *a: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "cityops.cli", *a],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, env={"CITYOPS_DATABASE_URL": tmp_db})
+
     assert run("db", "upgrade").returncode == 0
     result = run("regions", "import", str(bad))
     assert result.returncode == 2, result.stdout + result.stderr

@@ -22,6 +22,11 @@ def _engine():  # type: ignore[no-untyped-def]
 def run_migrations_online() -> None:
     engine = _engine()
     with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch migrations rebuild tables (copy, drop, rename); with foreign keys on, dropping
+            # a referenced table would fail. The PRAGMA only works outside a transaction.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
         context.configure(
             connection=connection,
             target_metadata=Base.metadata,
@@ -31,6 +36,8 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         connection.commit()
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 run_migrations_online()

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from cityops import migrate
 from cityops.db import make_engine
@@ -55,3 +55,46 @@ def test_migration_files_are_date_slugged() -> None:
     names = [p.name for p in (migrate.migrations_dir() / "versions").glob("*.py")]
     assert names
     assert all(n[:8].isdigit() and n[8] == "_" for n in names), names
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_upgrade_keeps_existing_rows(backend: str, tmp_path: Path) -> None:
+    """Migrations run on a populated database, not only on an empty one."""
+    _skip_without_pg(backend)
+    with fresh_database(backend, tmp_path) as url:
+        engine = make_engine(url)
+        try:
+            migrate.upgrade(engine, "20261129_0001")
+            now = "2026-07-15 00:00:00"
+            with engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "INSERT INTO regions (id, code, level, name, geometry, center_lon,"
+                        " center_lat, min_lon, min_lat, max_lon, max_lat, area_km2, synthetic,"
+                        " created_at, updated_at) VALUES (1, '500154', 'district', '开州区', '{}',"
+                        " 108.4, 31.2, 108, 31, 109, 32, 1, false, :now, :now)"
+                    ),
+                    {"now": now},
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO units (id, code, name, short_name, kind, region_id, duties,"
+                        " one_window, active, created_at) VALUES (1, 'DC', '中心', '中心',"
+                        " 'district_center', 1, '', false, true, :now)"
+                    ),
+                    {"now": now},
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO people (id, code, name, unit_id, region_id, title, active,"
+                        " created_at) VALUES (1, 'P1', '张三', 1, 1, '', true, :now)"
+                    ),
+                    {"now": now},
+                )
+                conn.execute(text("INSERT INTO person_roles (person_id, role) VALUES (1, 'admin')"))
+            migrate.upgrade(engine)
+            with engine.connect() as conn:
+                assert conn.execute(text("SELECT name FROM people WHERE id = 1")).scalar() == "张三"
+                assert conn.execute(text("SELECT count(*) FROM person_roles")).scalar() == 1
+        finally:
+            engine.dispose()

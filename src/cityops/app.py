@@ -19,7 +19,13 @@ from cityops.errors import CityOpsError
 log = logging.getLogger("cityops")
 
 # The router registry: each domain contributes its routers here, nowhere else.
-ROUTER_MODULES = ["cityops.geo.api", "cityops.org.api", "cityops.web.views"]
+ROUTER_MODULES = [
+    "cityops.auth.api",
+    "cityops.auth.oidc",
+    "cityops.geo.api",
+    "cityops.org.api",
+    "cityops.web.views",
+]
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -30,6 +36,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         version=__version__,
         description="开州区数字化城市运行和治理中心 API — city operations and governance center",
     )
+    from cityops.auth import audit
+
+    audit.install()
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = session_factory(engine)
@@ -50,7 +59,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CityOpsError)
     async def domain_error(_request: Request, exc: CityOpsError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -37,8 +37,10 @@ def _settings() -> Settings:
 
 
 def _engine(settings: Settings):  # type: ignore[no-untyped-def]
+    from cityops.auth import audit
     from cityops.db import engine_from_settings
 
+    audit.install()
     return engine_from_settings(settings)
 
 
@@ -155,6 +157,31 @@ def _load_demo(settings: Settings, seed: int, villages: int, grids: int) -> bool
     return True
 
 
+def _demo_accounts(settings: Settings) -> None:
+    from cityops.auth import audit
+    from cityops.db import session_factory, transaction
+    from cityops.demo import accounts as demo_accounts
+
+    audit.install()
+    with transaction(session_factory(_engine(settings))) as session:
+        audit.set_actor(session, audit.cli_actor())
+        rows = demo_accounts.ensure(session, settings)
+    if rows is None:
+        console.print(
+            "演示账号已存在，密码见 / demo accounts exist; passwords in "
+            f"{demo_accounts.CREDENTIALS_FILE}"
+        )
+        return
+    path = demo_accounts.write_credentials(rows)
+    table = Table(
+        "用户名 / username", "角色 / role", "密码 / password", title="演示账号 / demo accounts"
+    )
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"[dim]已保存到 / saved to {path} (demo mode only)[/]")
+
+
 @app.command("export")
 def export_cmd(folder: Path) -> None:
     """Export regions (GeoJSON), units, people and duty (CSV) to FOLDER."""
@@ -201,12 +228,24 @@ def demo(
     """Migrate, load the Kaizhou demo district if the database is empty, and serve."""
     from cityops import migrate
 
-    settings = _settings()
+    settings = _settings().model_copy(update={"demo": True})
     migrate.upgrade(_engine(settings))
     _load_demo(settings, 20240712, 12, 5)
+    _demo_accounts(settings)
     url = f"http://{host or settings.host}:{port or settings.port}/"
     console.print(f"[bold green]CityOps 演示已启动[/] → {url}  (接口文档 {url}docs)")
     _serve(settings, host, port)
+
+
+def _register_users() -> None:
+    from cityops import users_cli
+
+    users_cli.register(_settings)
+    app.add_typer(users_cli.users_app, name="users")
+    app.add_typer(users_cli.keys_app, name="keys")
+
+
+_register_users()
 
 
 def main() -> None:

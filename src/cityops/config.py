@@ -26,6 +26,33 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     db_pool_size: int = Field(default=10, ge=1, le=200)
     district_code: str = Field(default="500154", pattern=r"^\d{6}$")
+    # Sessions, tokens and log-in throttling.
+    cookie_secure: bool = Field(default=False, description="send cookies over HTTPS only")
+    session_idle_minutes: int = Field(default=30, ge=1, le=1440)
+    session_absolute_hours: int = Field(default=12, ge=1, le=168)
+    access_token_minutes: int = Field(default=15, ge=1, le=1440)
+    refresh_token_days: int = Field(default=30, ge=1, le=365)
+    password_hash_memory_kib: int = Field(default=65536, ge=1024, le=1048576)
+    password_hash_time_cost: int = Field(default=3, ge=1, le=20)
+    login_slowdown_after: int = Field(default=5, ge=1, le=100)
+    login_lock_after: int = Field(default=10, ge=2, le=1000)
+    login_lock_minutes: int = Field(default=30, ge=1, le=10080)
+    ip_slowdown_after: int = Field(default=20, ge=1, le=10000)
+    ip_lock_after: int = Field(default=100, ge=2, le=100000)
+    demo: bool = Field(default=False, description="demo mode: demo accounts exist")
+    # Single sign-on (OpenID Connect); off unless an issuer is set.
+    oidc_issuer: str | None = None
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_scopes: str = "openid profile"
+    oidc_username_claim: str = "preferred_username"
+    oidc_name_claim: str = "name"
+    oidc_roles_claim: str = "cityops_roles"
+    oidc_unit_claim: str = "cityops_unit"
+    oidc_region_claim: str = "cityops_region"
+    oidc_role_map: dict[str, str] = Field(
+        default_factory=dict, description="JSON: identity-platform role → CityOps role"
+    )
 
     @field_validator("database_url")
     @classmethod

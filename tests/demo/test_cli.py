@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cityops import migrate
 from tests.cliutil import run_cli
 
 
@@ -20,7 +21,7 @@ def test_demo_data_builds_exports_and_refuses_to_build_twice(tmp_db: str, tmp_pa
     assert again.returncode == 2 and "already loaded" in again.stderr
 
     current = run_cli("db", "current", env=env)
-    assert current.returncode == 0 and "20261129_0001" in current.stdout
+    assert current.returncode == 0 and f"database: {migrate.head()}" in current.stdout
 
 
 def test_unreachable_database_is_a_clear_error() -> None:

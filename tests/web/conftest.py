@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,12 @@ from sqlalchemy.orm import sessionmaker
 
 from cityops import migrate
 from cityops.app import create_app
+from cityops.auth import audit
 from cityops.config import Settings
 from cityops.db import make_engine, transaction
+from cityops.demo import accounts as demo_accounts
 from cityops.demo import district
+from tests.conftest import FAST_HASH
 
 CHROMIUM = Path(os.environ.get("CITYOPS_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
@@ -32,24 +36,31 @@ CHROMIUM_ARGS = [
 ]
 
 
+@dataclass(frozen=True)
+class LiveServer:
+    url: str
+    credentials: dict[str, str]
+
+
 @pytest.fixture(scope="session")
-def live_server(
+def live(
     tmp_path_factory: pytest.TempPathFactory, small_demo: district.DemoDistrict
-) -> Iterator[str]:
+) -> Iterator[LiveServer]:
     url = f"sqlite:///{tmp_path_factory.mktemp('live') / 'cityops.db'}"
+    settings = Settings(database_url=url, demo=True, **FAST_HASH)  # type: ignore[arg-type]
+    audit.install()
     engine = make_engine(url)
     migrate.upgrade(engine)
     with transaction(sessionmaker(bind=engine)) as session:
         district.load(session, small_demo)
+        rows = demo_accounts.ensure(session, settings)
+    assert rows is not None
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(Settings(database_url=url), engine=engine),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
+            create_app(settings, engine=engine), host="127.0.0.1", port=port, log_level="warning"
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
@@ -59,10 +70,15 @@ def live_server(
         if time.monotonic() > deadline:
             raise RuntimeError("live server did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
+    yield LiveServer(f"http://127.0.0.1:{port}", {u: p for u, _label, p in rows})
     server.should_exit = True
     thread.join(timeout=10)
     engine.dispose()
+
+
+@pytest.fixture
+def live_server(live: LiveServer) -> str:
+    return live.url
 
 
 @pytest.fixture(scope="session")
@@ -86,6 +102,21 @@ def page(browser: object) -> Iterator[object]:
     pg = context.new_page()
     yield pg
     context.close()
+
+
+def sign_in(page: object, live: LiveServer, username: str = "demo-admin", next_path: str = "/") -> None:
+    """Through the real log-in form, as a person would."""
+    page.goto(f"{live.url}/login?next={next_path}")  # type: ignore[attr-defined]
+    page.fill("#username", username)  # type: ignore[attr-defined]
+    page.fill("#password", live.credentials[username])  # type: ignore[attr-defined]
+    page.click("button[type=submit]")  # type: ignore[attr-defined]
+    page.wait_for_load_state()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def signed_in(page: object, live: LiveServer) -> object:
+    sign_in(page, live)
+    return page
 
 
 def shot(page: object, name: str) -> Path:

@@ -13,6 +13,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cityops.auth import audit
 from cityops.demo.geometry import SEAT, district_outline, partition
 from cityops.demo.names import NameMaker
 from cityops.geo import service as geo
@@ -256,7 +257,14 @@ def _organisation(demo: DemoDistrict, names: NameMaker, towns: list[tuple[str, s
 
 
 def load(session: Session, demo: DemoDistrict) -> dict[str, int]:
-    """Write the demo district; the caller owns the transaction."""
+    """Write the demo district (one audit entry for the lot); the caller owns the transaction."""
+    with audit.bulk(session, "demo_load", "district") as summary:
+        counts = _load(session, demo)
+        summary.update(counts)
+    return counts
+
+
+def _load(session: Session, demo: DemoDistrict) -> dict[str, int]:
     geo.upsert_regions(session, demo.regions)
     regions = {code: r for code, r in session.execute(select(Region.code, Region))}
     units: dict[str, Unit] = {}

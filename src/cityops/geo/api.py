@@ -2,16 +2,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
+from cityops.auth.deps import Require
+from cityops.auth.permissions import Permission
 from cityops.deps import DbSession
 from cityops.geo import service
 from cityops.geo.models import Level, Region
 from cityops.geo.schemas import LocationOut, RegionDetail, RegionOut, RegionPage, RegionRefOut
 
-router = APIRouter(prefix="/api/v1", tags=["regions"])
+# Boundaries are reference data: every signed-in user (and machines with regions:read) may read
+# all of them; what lies inside a region is what region scope protects.
+router = APIRouter(
+    prefix="/api/v1", tags=["regions"], dependencies=[Depends(Require(Permission.regions_read))]
+)
 
 CodePath = Annotated[str, Path(pattern=r"^\d{6}(\d{3}){0,3}$", description="region code")]
 

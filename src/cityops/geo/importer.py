@@ -16,6 +16,7 @@ from shapely.validation import explain_validity
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cityops.auth import audit
 from cityops.errors import InvalidInput
 from cityops.geo.geometry import to_shape
 from cityops.geo.models import LEVEL_BY_LENGTH, Region
@@ -58,7 +59,9 @@ def import_geojson(session: Session, data: Any, *, synthetic: bool = False) -> I
     problems += check_topology(session, specs)  # on the readable features: one pass reports all
     if problems:
         raise ImportRejected(problems)
-    created, updated = upsert_regions(session, specs)
+    with audit.bulk(session, "import", "regions") as summary:
+        created, updated = upsert_regions(session, specs)
+        summary.update(created=created, updated=updated, codes=sorted(s.code for s in specs)[:100])
     return ImportResult(created, updated)
 
 

@@ -34,6 +34,7 @@ LEVEL_BY_LENGTH = {n: level for level, n in CODE_LENGTH.items()}
 
 class Region(Base):
     __tablename__ = "regions"
+    __audit__ = True
     __table_args__ = (
         CheckConstraint("level IN ('district','town','village','grid')", name="level"),
     )

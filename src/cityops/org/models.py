@@ -20,6 +20,7 @@ class UnitKind(StrEnum):
 
 class Unit(Base):
     __tablename__ = "units"
+    __audit__ = True
     __table_args__ = (
         CheckConstraint(
             "kind IN ('district_center','town_center','village_station','department','section')",
@@ -46,19 +47,20 @@ class Unit(Base):
 
 class Person(Base):
     __tablename__ = "people"
+    __audit__ = True
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(40), unique=True)  # staff number
     name: Mapped[str] = mapped_column(String(50))
     mobile: Mapped[str | None] = mapped_column(String(20))
-    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), index=True)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)  # none: citizen
     # What the person may see and act on: the district, a town, a village or a grid.
     region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"), index=True)
     title: Mapped[str] = mapped_column(String(50), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    unit: Mapped[Unit] = relationship(lazy="raise")
+    unit: Mapped[Unit | None] = relationship(lazy="raise")
     region: Mapped[Region] = relationship(lazy="raise")
     roles: Mapped[list[PersonRole]] = relationship(
         lazy="raise", cascade="all, delete-orphan", order_by="PersonRole.role"
@@ -67,6 +69,7 @@ class Person(Base):
 
 class PersonRole(Base):
     __tablename__ = "person_roles"
+    __audit__ = True
 
     person_id: Mapped[int] = mapped_column(
         ForeignKey("people.id", ondelete="CASCADE"), primary_key=True
@@ -79,6 +82,7 @@ class DutyShift(Base):
     leave cover) has one and wins over the standing assignment while it lasts."""
 
     __tablename__ = "duty_shifts"
+    __audit__ = True
     __table_args__ = (
         Index("ix_duty_shifts_grid_start", "grid_id", "starts_at"),
         CheckConstraint("kind IN ('standing','shift')", name="kind"),

@@ -20,3 +20,14 @@ class OnDutyOut(BaseModel):
     name: str | None
     mobile: str | None
     title: str | None
+
+
+class PersonOut(BaseModel):
+    code: str
+    name: str
+    mobile: str | None
+    title: str
+    unit_code: str | None
+    region_code: str
+    roles: list[str]
+    masked: bool

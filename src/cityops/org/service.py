@@ -40,7 +40,7 @@ def add_person(
     *,
     code: str,
     name: str,
-    unit: Unit,
+    unit: Unit | None,
     region: Region,
     roles: Sequence[Role],
     mobile: str | None = None,
@@ -99,3 +99,36 @@ def on_duty(session: Session, grid_code: str, at: datetime) -> Person | None:
         .limit(1)
     )
     return session.scalar(query)
+
+
+def list_people(
+    session: Session,
+    *,
+    scope: str,
+    region: str | None = None,
+    unit: str | None = None,
+    role: Role | None = None,
+    limit: int = 200,
+    offset: int = 0,
+) -> list[tuple[Person, str | None, str, list[str]]]:
+    """People whose region lies inside ``scope`` (a code prefix), with unit code, region code
+    and roles."""
+    query = (
+        select(Person, Unit.code, Region.code)
+        .join(Region, Person.region_id == Region.id)
+        .outerjoin(Unit, Person.unit_id == Unit.id)
+        .where(Region.code.startswith(scope, autoescape=True), Person.active.is_(True))
+    )
+    if region:
+        query = query.where(Region.code.startswith(region, autoescape=True))
+    if unit:
+        query = query.where(Unit.code == unit)
+    if role:
+        query = query.where(Person.roles.any(PersonRole.role == role.value))
+    query = (
+        query.order_by(Person.code).limit(limit).offset(offset).options(selectinload(Person.roles))
+    )
+    return [
+        (p, unit_code, region_code, [r.role for r in p.roles])
+        for p, unit_code, region_code in session.execute(query).all()
+    ]

@@ -37,6 +37,33 @@ STRINGS: dict[str, dict[str, str]] = {
     "km2": {"zh": "km²", "en": "km²"},
     "count": {"zh": "个", "en": ""},
     "language": {"zh": "English", "en": "中文"},
+    "login_title": {"zh": "登录", "en": "Sign in"},
+    "username": {"zh": "用户名或手机号", "en": "Username or mobile"},
+    "password": {"zh": "密码", "en": "Password"},
+    "sign_in": {"zh": "登录", "en": "Sign in"},
+    "sign_out": {"zh": "退出", "en": "Sign out"},
+    "sso": {
+        "zh": "使用政务统一身份认证登录",
+        "en": "Sign in with the government identity platform",
+    },
+    "login_failed": {"zh": "用户名或密码错误", "en": "Wrong username or password"},
+    "login_disabled": {
+        "zh": "账号已停用，请联系管理员",
+        "en": "This account is disabled; contact an administrator",
+    },
+    "login_missing": {"zh": "请输入用户名和密码", "en": "Enter your username and password"},
+    "login_expired": {
+        "zh": "页面已过期，请重新登录",
+        "en": "The page expired; please sign in again",
+    },
+    "login_throttled": {
+        "zh": "尝试次数过多，请 {seconds} 秒后再试",
+        "en": "Too many attempts; try again in {seconds} s",
+    },
+    "demo_accounts": {
+        "zh": "演示账号（密码见启动输出或 var/demo-accounts.txt）",
+        "en": "Demo accounts (passwords: see the start-up output or var/demo-accounts.txt)",
+    },
 }
 
 LANGUAGES = ("zh", "en")

@@ -1,0 +1,1 @@
+"""Identity, access and audit: accounts, roles and permissions, sessions, tokens, API keys."""

@@ -25,8 +25,9 @@ def run_migrations_online() -> None:
         sqlite = connection.dialect.name == "sqlite"
         if sqlite:
             # Batch migrations rebuild tables (copy, drop, rename); with foreign keys on, dropping
-            # a referenced table would fail. The PRAGMA only works outside a transaction.
-            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            # a referenced table would fail. The PRAGMA only works outside a transaction, so it
+            # goes straight to the driver before SQLAlchemy begins one.
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
         context.configure(
             connection=connection,
             target_metadata=Base.metadata,
@@ -37,7 +38,7 @@ def run_migrations_online() -> None:
             context.run_migrations()
         connection.commit()
         if sqlite:
-            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
 
 
 run_migrations_online()

@@ -55,7 +55,9 @@ def db_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
-def demo_db(db_url: str, small_demo: district.DemoDistrict) -> Iterator[tuple[Engine, dict[str, str]]]:
+def demo_db(
+    db_url: str, small_demo: district.DemoDistrict
+) -> Iterator[tuple[Engine, dict[str, str]]]:
     """A migrated database holding the small demo district and one demo account per role,
     shared by the session's tests; yields the engine and username → password (or device key)."""
     audit.install()

@@ -54,3 +54,20 @@ def test_naive_times_are_refused(session: Session) -> None:
     state.changed_at = datetime(2026, 7, 15, 12, 30)
     with pytest.raises(StatementError, match="naive datetime"):
         session.flush()
+
+
+def test_sqlite_savepoints_do_not_commit_the_outer_transaction(tmp_db: str) -> None:
+    """A released SAVEPOINT must stay inside the outer transaction (pysqlite gets this wrong
+    unless BEGIN is emitted explicitly)."""
+    engine = make_engine(tmp_db)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    with engine.connect() as conn:
+        outer = conn.begin()
+        nested = conn.begin_nested()
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+        nested.commit()
+        outer.rollback()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 0
+    engine.dispose()

@@ -104,7 +104,9 @@ def page(browser: object) -> Iterator[object]:
     context.close()
 
 
-def sign_in(page: object, live: LiveServer, username: str = "demo-admin", next_path: str = "/") -> None:
+def sign_in(
+    page: object, live: LiveServer, username: str = "demo-admin", next_path: str = "/"
+) -> None:
     """Through the real log-in form, as a person would."""
     page.goto(f"{live.url}/login?next={next_path}")  # type: ignore[attr-defined]
     page.fill("#username", username)  # type: ignore[attr-defined]

@@ -350,14 +350,8 @@ def describe(session: Session, accounts: Sequence[Account]) -> list[AccountView]
 
     region_ids = {a.person.region_id for a in accounts}
     unit_ids = {a.person.unit_id for a in accounts if a.person.unit_id}
-    regions = dict(
-        session.execute(select(Region.id, Region.code).where(Region.id.in_(region_ids)))
-        .tuples()
-        .all()
-    )
-    units = dict(
-        session.execute(select(Unit.id, Unit.code).where(Unit.id.in_(unit_ids))).tuples().all()
-    )
+    regions = {i: c for i, c in session.execute(select(Region.id, Region.code).where(Region.id.in_(region_ids)))}
+    units = {i: c for i, c in session.execute(select(Unit.id, Unit.code).where(Unit.id.in_(unit_ids)))}
     return [
         AccountView(
             a,

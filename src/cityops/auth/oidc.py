@@ -14,7 +14,7 @@ import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from cityops.auth import accounts, audit, sessions
 from cityops.auth.deps import SESSION_COOKIE, client_ip
 from cityops.auth.models import Account, OidcLogin
+from cityops.auth.tokens import same
 from cityops.config import Settings
 from cityops.db import utcnow
 from cityops.deps import DbSession
@@ -31,6 +32,9 @@ from cityops.errors import CityOpsError, Forbidden, InvalidInput, NotFound
 
 router = APIRouter(include_in_schema=False)
 PENDING_TTL = timedelta(minutes=10)
+# Holds the state of the log-in this browser started: the callback must come back to it.
+STATE_COOKIE = "cityops_oidc_state"
+STATE_COOKIE_PATH = "/auth/oidc/"
 DISCOVERY_TTL_S = 3600
 _discovery: dict[str, tuple[float, dict[str, Any]]] = {}
 _lock = threading.Lock()
@@ -41,9 +45,9 @@ class OidcError(CityOpsError):
     code = "oidc_error"
 
 
-def discover(issuer: str) -> dict[str, Any]:
+def discover(issuer: str, *, fresh: bool = False) -> dict[str, Any]:
     with _lock:
-        cached = _discovery.get(issuer)
+        cached = None if fresh else _discovery.get(issuer)
     if cached and time.monotonic() - cached[0] < DISCOVERY_TTL_S:
         return cached[1]
     try:
@@ -93,7 +97,17 @@ def oidc_login(
         nonce=pending.nonce,
         code_verifier=pending.code_verifier,
     )
-    return RedirectResponse(url, status_code=303)
+    response = RedirectResponse(url, status_code=303)
+    response.set_cookie(
+        STATE_COOKIE,
+        pending.state,
+        max_age=int(PENDING_TTL.total_seconds()),
+        path=STATE_COOKIE_PATH,
+        httponly=True,
+        samesite="lax",
+        secure=settings.cookie_secure,
+    )
+    return response
 
 
 @router.get("/auth/oidc/callback", name="oidc_callback")
@@ -113,12 +127,51 @@ def oidc_callback(
             "登录请求无效或已过期，请重新登录 / unknown or expired log-in; start again",
             field="state",
         )
+    if not same(request.cookies.get(STATE_COOKIE, ""), state):
+        # Only the browser that started the log-in may finish it: otherwise a planted callback
+        # link signs the victim in as the attacker (log-in CSRF), and a leaked code signs the
+        # attacker in as the victim (the verifier is applied server-side, whoever calls). The
+        # state is not used up here, so the right browser can still finish.
+        raise OidcError(
+            "登录须在发起登录的浏览器中完成，请重新登录 / "
+            "finish the log-in in the browser that started it; start again",
+            field="state",
+        )
     session.delete(pending)
+    session.flush()
+    try:
+        with session.begin_nested():
+            response = _finish_login(
+                request, session, settings, settings.oidc_issuer, pending, code, error
+            )
+    except CityOpsError as exc:
+        # Returned, not raised: the request's transaction then commits, so the state stays used
+        # up after a failure too, while the savepoint undid everything else the attempt did.
+        response = JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
+    response.delete_cookie(
+        STATE_COOKIE,
+        path=STATE_COOKIE_PATH,
+        httponly=True,
+        samesite="lax",
+        secure=settings.cookie_secure,
+    )
+    return response
+
+
+def _finish_login(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    issuer: str,
+    pending: OidcLogin,
+    code: str,
+    error: str,
+) -> Response:
     if error or not code:
         raise OidcError(
             f"统一身份认证平台拒绝了登录 / the identity provider refused: {error or 'no code'}"
         )
-    meta = discover(settings.oidc_issuer)
+    meta = discover(issuer)
     client = _client(settings, str(request.url_for("oidc_callback")))
     try:
         token = client.fetch_token(
@@ -126,7 +179,15 @@ def oidc_callback(
         )
     except Exception as exc:  # Authlib raises OAuthError and requests errors here
         raise OidcError(f"换取令牌失败 / token exchange failed: {exc}") from None
-    claims = verify_id_token(token.get("id_token", ""), meta, settings, pending.nonce)
+    id_token = token.get("id_token", "")
+    try:
+        claims = verify_id_token(id_token, meta, settings, pending.nonce)
+    except OidcError:
+        # The provider may have rotated its signing keys since they were cached: ask once more.
+        current = discover(issuer, fresh=True)
+        if current["jwks"] == meta["jwks"]:
+            raise
+        claims = verify_id_token(id_token, current, settings, pending.nonce)
     account = account_from_claims(session, claims, settings)
     now = utcnow()
     account.last_login_at = now
@@ -165,7 +226,7 @@ def verify_id_token(
             aud={"essential": True, "value": settings.oidc_client_id},
             sub={"essential": True},
             exp={"essential": True},
-            nonce={"essential": True, "value": nonce},
+            nonce={"essential": False},
         ).validate(decoded.claims)
     except (JoseError, ValueError, KeyError) as exc:
         raise OidcError(f"身份令牌无效 / invalid ID token: {exc}") from None

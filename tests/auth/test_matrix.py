@@ -1,0 +1,206 @@
+"""The authorization matrix, generated from the app's own route table.
+
+Every route is either in PUBLIC or guarded by ``Require``; a new route that is neither fails
+here, and a guarded route without an example request fails too, so new routes are covered.
+For each guarded route: no credentials → 401; each demo principal lacking a required permission
+→ 403; each principal holding them → neither 401 nor 403, and the first person with the
+permission succeeds (2xx).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cityops.auth.deps import Require
+from cityops.auth.models import Account, ApiKey
+from cityops.auth.permissions import ROLE_PERMISSIONS, Permission
+from cityops.org.roles import Role
+from tests.conftest import bearer
+
+PUBLIC = {
+    ("GET", "/"),  # redirects to /login when signed out
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("POST", "/logout"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/token"),
+    ("POST", "/api/v1/auth/refresh"),
+    ("GET", "/auth/oidc/login"),
+    ("GET", "/auth/oidc/callback"),
+}
+DOCS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+GRID = "500154024003001"  # demo-grid's own grid, inside every other demo scope too
+DEMO_ROLES = {
+    "demo-admin": Role.admin,
+    "demo-commander": Role.district_commander,
+    "demo-leader": Role.leader,
+    "demo-shift": Role.shift_leader,
+    "demo-intake": Role.intake_operator,
+    "demo-dispatcher": Role.dispatcher,
+    "demo-town": Role.dispatcher,
+    "demo-handler": Role.handler,
+    "demo-inspector": Role.inspector,
+    "demo-grid": Role.grid_worker,
+    "demo-citizen": Role.citizen,
+}
+DEVICE = "(API key)"
+
+
+@dataclass(frozen=True)
+class Call:
+    path: str
+    params: dict[str, Any] = field(default_factory=dict)
+    json: Any = None
+
+
+Ids = dict[str, int]
+# (method, route path) → the request to make, given ids and the caller's password.
+EXAMPLES: dict[tuple[str, str], Callable[[Ids, str], Call]] = {
+    ("GET", "/api/v1/regions"): lambda i, p: Call("/api/v1/regions", {"level": "town"}),
+    ("GET", "/api/v1/regions/{code}"): lambda i, p: Call("/api/v1/regions/500154024"),
+    ("GET", "/api/v1/regions/{code}/children.geojson"): lambda i, p: Call(
+        "/api/v1/regions/500154024/children.geojson"
+    ),
+    ("GET", "/api/v1/locate"): lambda i, p: Call("/api/v1/locate", {"lat": 31.16, "lon": 108.39}),
+    ("GET", "/api/v1/units"): lambda i, p: Call("/api/v1/units", {"kind": "department"}),
+    ("GET", "/api/v1/people"): lambda i, p: Call("/api/v1/people"),
+    ("GET", "/api/v1/regions/{code}/on-duty"): lambda i, p: Call(f"/api/v1/regions/{GRID}/on-duty"),
+    ("GET", "/api/v1/auth/me"): lambda i, p: Call("/api/v1/auth/me"),
+    ("POST", "/api/v1/auth/logout"): lambda i, p: Call("/api/v1/auth/logout"),
+    ("POST", "/api/v1/auth/logout-everywhere"): lambda i, p: Call("/api/v1/auth/logout-everywhere"),
+    ("POST", "/api/v1/auth/password"): lambda i, p: Call(
+        "/api/v1/auth/password",
+        json={"current_password": p, "new_password": "Xk7-river-lantern-82"},
+    ),
+    ("GET", "/api/v1/users"): lambda i, p: Call("/api/v1/users"),
+    ("POST", "/api/v1/users"): lambda i, p: Call(
+        "/api/v1/users",
+        json={
+            "name": "新同事",
+            "roles": ["dispatcher"],
+            "region_code": "500154024",
+            "unit_code": "TC-500154024",
+            "username": "matrix-new",
+            "password": "Xk7-river-lantern-82",
+        },
+    ),
+    ("GET", "/api/v1/users/{account_id}"): lambda i, p: Call(f"/api/v1/users/{i['citizen']}"),
+    ("PATCH", "/api/v1/users/{account_id}"): lambda i, p: Call(
+        f"/api/v1/users/{i['citizen']}", json={"name": "改名群众"}
+    ),
+    ("POST", "/api/v1/users/{account_id}/reset-password"): lambda i, p: Call(
+        f"/api/v1/users/{i['citizen']}/reset-password"
+    ),
+    ("POST", "/api/v1/users/{account_id}/unlock"): lambda i, p: Call(
+        f"/api/v1/users/{i['citizen']}/unlock"
+    ),
+    ("POST", "/api/v1/users/{account_id}/logout-everywhere"): lambda i, p: Call(
+        f"/api/v1/users/{i['citizen']}/logout-everywhere"
+    ),
+    ("GET", "/api/v1/api-keys"): lambda i, p: Call("/api/v1/api-keys"),
+    ("POST", "/api/v1/api-keys"): lambda i, p: Call(
+        "/api/v1/api-keys", json={"name": "水位计网关", "scopes": ["telemetry:write"]}
+    ),
+    ("POST", "/api/v1/api-keys/{key_id}/revoke"): lambda i, p: Call(
+        f"/api/v1/api-keys/{i['key']}/revoke"
+    ),
+    ("GET", "/api/v1/audit"): lambda i, p: Call("/api/v1/audit", {"limit": 5}),
+    ("GET", "/api/v1/audit.csv"): lambda i, p: Call("/api/v1/audit.csv"),
+}
+
+
+def guarded_routes(app: FastAPI) -> dict[tuple[str, str], frozenset[Permission] | None]:
+    """(method, path) → the permissions its Require dependencies ask for (None: unguarded)."""
+    found: dict[tuple[str, str], frozenset[Permission] | None] = {}
+    for route in iter_route_contexts(app.routes):  # flattens included routers
+        dependant = getattr(route, "dependant", None)
+        if dependant is None or route.path in DOCS:
+            continue
+        needs: set[Permission] | None = None
+        stack = list(dependant.dependencies)
+        while stack:
+            dep = stack.pop()
+            if isinstance(dep.call, Require):
+                needs = (needs or set()) | dep.call.permissions
+            stack.extend(dep.dependencies)
+        for method in route.methods or ():
+            if method != "HEAD":
+                found[(method, route.path)] = frozenset(needs) if needs is not None else None
+    return found
+
+
+def test_every_route_is_public_by_decision_or_guarded(app: FastAPI) -> None:
+    routes = guarded_routes(app)
+    unguarded = {key for key, needs in routes.items() if needs is None}
+    assert unguarded == PUBLIC, "a route is neither guarded by Require nor listed as public"
+    guarded = {key for key, needs in routes.items() if needs is not None}
+    assert guarded == set(EXAMPLES), "every guarded route needs an example request here"
+
+
+def _ids(session: Session) -> Ids:
+    citizen = session.scalar(select(Account.id).where(Account.username == "demo-citizen"))
+    key = session.scalar(select(ApiKey.id).order_by(ApiKey.id).limit(1))
+    assert citizen and key
+    return {"citizen": citizen, "key": key}
+
+
+def _principal_permissions(name: str) -> frozenset[Permission]:
+    if name == DEVICE:
+        return frozenset({Permission.telemetry_write})  # the demo device key's scope
+    return ROLE_PERMISSIONS[DEMO_ROLES[name]]
+
+
+@pytest.mark.parametrize("route", sorted(EXAMPLES), ids=lambda r: f"{r[0]} {r[1]}")
+def test_route_authorization(
+    route: tuple[str, str],
+    app: FastAPI,
+    anon: TestClient,
+    credentials: dict[str, str],
+    session: Session,
+) -> None:
+    method, _path = route
+    needs = guarded_routes(app)[route]
+    assert needs is not None
+    ids = _ids(session)
+
+    def send(headers: dict[str, str], password: str = "") -> int:
+        call = EXAMPLES[route](ids, password)
+        return anon.request(
+            method, call.path, params=call.params, json=call.json, headers=headers
+        ).status_code
+
+    assert send({}) == 401, "no credentials must be 401"
+    assert send({"Authorization": "Bearer not-a-token"}) == 401
+
+    principals = [*DEMO_ROLES, DEVICE]
+    headers = {
+        name: (
+            {"X-API-Key": credentials[DEVICE]}
+            if name == DEVICE
+            else bearer(anon, name, credentials[name])
+        )
+        for name in principals
+    }
+    allowed = [n for n in principals if needs <= _principal_permissions(n)]
+    refused = [n for n in principals if n not in allowed]
+    for name in refused:
+        assert send(headers[name], credentials.get(name, "")) == 403, f"{name} must be refused"
+    assert allowed, f"no role may call {route}"
+    first_person = next((n for n in allowed if n != DEVICE), None)
+    for name in allowed:
+        status = send(headers[name], credentials.get(name, ""))
+        assert status not in (401, 403), f"{name} must be allowed, got {status}"
+        if name == first_person:
+            assert 200 <= status < 300, f"{name}: {status}"

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cityops import migrate
 from cityops.app import create_app
+from cityops.auth import audit
 from cityops.config import Settings
 from cityops.db import make_engine, transaction
-from cityops.auth import audit
 from cityops.demo import accounts as demo_accounts
 from cityops.demo import district
 from tests.dbutil import BACKENDS, PG_URL, reset_test_database

@@ -350,8 +350,13 @@ def describe(session: Session, accounts: Sequence[Account]) -> list[AccountView]
 
     region_ids = {a.person.region_id for a in accounts}
     unit_ids = {a.person.unit_id for a in accounts if a.person.unit_id}
-    regions = {i: c for i, c in session.execute(select(Region.id, Region.code).where(Region.id.in_(region_ids)))}
-    units = {i: c for i, c in session.execute(select(Unit.id, Unit.code).where(Unit.id.in_(unit_ids)))}
+    regions = {
+        i: c
+        for i, c in session.execute(select(Region.id, Region.code).where(Region.id.in_(region_ids)))
+    }
+    units = {
+        i: c for i, c in session.execute(select(Unit.id, Unit.code).where(Unit.id.in_(unit_ids)))
+    }
     return [
         AccountView(
             a,

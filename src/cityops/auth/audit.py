@@ -128,8 +128,9 @@ def _redact(obj: Any, key: str, value: Any) -> Any:
 
 
 def _identity(obj: Any) -> str:
-    ident = inspect(obj).identity
-    return ",".join(str(v) for v in ident) if ident else ""
+    # Read the key off the instance: new objects have no identity key yet inside after_flush.
+    key = inspect(obj).mapper.primary_key_from_instance(obj)
+    return ",".join("" if v is None else str(v) for v in key)
 
 
 def _after_flush(session: Session, _ctx: UOWTransaction) -> None:

@@ -29,6 +29,7 @@ from cityops.config import Settings
 from cityops.db import utcnow
 from cityops.deps import DbSession
 from cityops.errors import CityOpsError, Forbidden, InvalidInput, NotFound
+from cityops.org.roles import Role
 
 router = APIRouter(include_in_schema=False)
 PENDING_TTL = timedelta(minutes=10)
@@ -45,6 +46,11 @@ class OidcError(CityOpsError):
     code = "oidc_error"
 
 
+class OidcUnavailable(CityOpsError):
+    status_code = 502
+    code = "oidc_unavailable"
+
+
 def discover(issuer: str, *, fresh: bool = False) -> dict[str, Any]:
     with _lock:
         cached = None if fresh else _discovery.get(issuer)
@@ -56,7 +62,14 @@ def discover(issuer: str, *, fresh: bool = False) -> dict[str, Any]:
         ).json()
         doc["jwks"] = requests.get(doc["jwks_uri"], timeout=10).json()
     except (requests.RequestException, ValueError, KeyError) as exc:
-        raise OidcError(f"统一身份认证平台不可达 / identity provider unreachable: {exc}") from None
+        raise OidcUnavailable(
+            f"统一身份认证平台不可达 / identity provider unreachable: {exc}"
+        ) from None
+    if str(doc.get("issuer", "")).rstrip("/") != issuer.rstrip("/"):
+        # OpenID Connect Discovery §4.3: the document must name the issuer we asked.
+        raise OidcUnavailable(
+            f"身份平台配置不一致 / the provider calls itself {doc.get('issuer')!r}, not {issuer!r}"
+        )
     with _lock:
         _discovery[issuer] = (time.monotonic(), doc)
     return doc
@@ -147,6 +160,13 @@ def oidc_callback(
     except CityOpsError as exc:
         # Returned, not raised: the request's transaction then commits, so the state stays used
         # up after a failure too, while the savepoint undid everything else the attempt did.
+        audit.record(
+            session,
+            "login_refused",
+            "accounts",
+            summary={"method": "oidc", "reason": exc.message[:300]},
+            actor=audit.Actor("anonymous", ip=client_ip(request)),
+        )
         response = JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
     response.delete_cookie(
         STATE_COOKIE,
@@ -226,7 +246,7 @@ def verify_id_token(
             aud={"essential": True, "value": settings.oidc_client_id},
             sub={"essential": True},
             exp={"essential": True},
-            nonce={"essential": False},
+            nonce={"essential": True, "value": nonce},
         ).validate(decoded.claims)
     except (JoseError, ValueError, KeyError) as exc:
         raise OidcError(f"身份令牌无效 / invalid ID token: {exc}") from None
@@ -243,13 +263,27 @@ class MappedClaims:
     region_code: str
 
 
+def map_roles(raw: Any, settings: Settings) -> list[str]:
+    """With a role map, only mapped platform roles count; without one, the claim must name
+    CityOps roles. Anything else is ignored rather than trusted (a platform group that happens
+    to be called "admin" must not become a CityOps administrator through a map that omits it)."""
+    values = [raw] if isinstance(raw, str) else list(raw or [])
+    known = {r.value for r in Role} - {Role.device.value}
+    if settings.oidc_role_map:
+        mapped = {settings.oidc_role_map.get(str(v)) for v in values}
+    else:
+        mapped = {str(v) for v in values}
+    return sorted(r for r in mapped if r in known)
+
+
 def map_claims(claims: dict[str, Any], settings: Settings) -> MappedClaims:
-    raw_roles = claims.get(settings.oidc_roles_claim) or []
-    if isinstance(raw_roles, str):
-        raw_roles = [raw_roles]
-    roles = sorted({settings.oidc_role_map.get(str(r), str(r)) for r in raw_roles})
+    roles = map_roles(claims.get(settings.oidc_roles_claim), settings)
     if not roles:
         raise Forbidden("统一身份认证未分配 CityOps 角色 / no CityOps role in the identity claims")
+    region = claims.get(settings.oidc_region_claim)
+    if not region:
+        # No silent default: a missing claim must not grant district-wide scope.
+        raise Forbidden("统一身份认证未给出管辖区域 / no region scope in the identity claims")
     username = claims.get(settings.oidc_username_claim)
     return MappedClaims(
         subject=f"{settings.oidc_issuer}|{claims['sub']}",
@@ -257,7 +291,7 @@ def map_claims(claims: dict[str, Any], settings: Settings) -> MappedClaims:
         name=str(claims.get(settings.oidc_name_claim) or username or claims["sub"]),
         roles=roles,
         unit_code=claims.get(settings.oidc_unit_claim),
-        region_code=str(claims.get(settings.oidc_region_claim) or settings.district_code),
+        region_code=str(region),
     )
 
 

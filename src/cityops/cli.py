@@ -183,17 +183,22 @@ def _demo_accounts(settings: Settings) -> None:
 
 
 @app.command("export")
-def export_cmd(folder: Path) -> None:
+def export_cmd(
+    folder: Path,
+    unmask: Annotated[bool, typer.Option(help="full phone numbers and names (audited)")] = False,
+) -> None:
     """Export regions (GeoJSON), units, people and duty (CSV) to FOLDER."""
-    _export(_settings(), folder)
+    _export(_settings(), folder, unmask=unmask)
 
 
-def _export(settings: Settings, folder: Path) -> None:
+def _export(settings: Settings, folder: Path, *, unmask: bool = False) -> None:
+    from cityops.auth import audit
     from cityops.db import session_factory, transaction
     from cityops.exports import export_all
 
     with transaction(session_factory(_engine(settings))) as session:
-        written = export_all(session, folder)
+        audit.set_actor(session, audit.cli_actor())
+        written = export_all(session, folder, unmask=unmask)
     console.print(f"已导出 / exported: {', '.join(str(p) for p in written)}")
 
 

@@ -12,12 +12,16 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
+from cityops.auth import audit
 from cityops.geo import service as geo
 from cityops.geo.models import Region
 from cityops.org.models import DutyShift, Person, PersonRole, Unit
+from cityops.org.roles import Role
+from cityops.privacy import mask_mobile, mask_name
 
 
-def export_all(session: Session, folder: Path) -> list[Path]:
+def export_all(session: Session, folder: Path, *, unmask: bool = False) -> list[Path]:
+    """Phone numbers (and citizens' names) are masked unless ``unmask``, which is audited."""
     folder.mkdir(parents=True, exist_ok=True)
     regions = session.scalars(select(Region).order_by(Region.code)).all()
     collection = geo.feature_collection(regions)
@@ -60,11 +64,20 @@ def export_all(session: Session, folder: Path) -> list[Path]:
         select(PersonRole.person_id, PersonRole.role).order_by(PersonRole.role)
     ):
         roles[pid].append(role)
+    if unmask:
+        audit.record(session, "unmask", "people", summary={"export": str(paths[2])})
+
+    def shown(name: str, mobile: str | None, pid: int) -> tuple[str, str | None]:
+        if unmask:
+            return name, mobile
+        citizen = Role.citizen.value in roles[pid]
+        return (mask_name(name) if citizen else name), mask_mobile(mobile)
+
     _write_csv(
         paths[2],
         ["code", "name", "mobile", "unit", "region", "title", "roles"],
         (
-            (code, name, mobile, unit, region, title, "|".join(roles[pid]))
+            (code, *shown(name, mobile, pid), unit, region, title, "|".join(roles[pid]))
             for pid, code, name, mobile, unit, region, title in session.execute(
                 select(
                     Person.id,
@@ -75,7 +88,7 @@ def export_all(session: Session, folder: Path) -> list[Path]:
                     Region.code,
                     Person.title,
                 )
-                .join(Unit, Person.unit_id == Unit.id)
+                .outerjoin(Unit, Person.unit_id == Unit.id)
                 .join(Region, Person.region_id == Region.id)
                 .order_by(Person.code)
             )

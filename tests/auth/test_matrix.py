@@ -17,11 +17,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cityops.auth.deps import Require
-from cityops.auth.models import Account, ApiKey
+from cityops.auth.models import Account, ApiKey, AuditEntry
 from cityops.auth.permissions import ROLE_PERMISSIONS, Permission
 from cityops.org.roles import Role
 from tests.conftest import bearer
@@ -200,7 +200,15 @@ def test_route_authorization(
     assert allowed, f"no role may call {route}"
     first_person = next((n for n in allowed if n != DEVICE), None)
     for name in allowed:
+        logged = _audit_count(session)
         status = send(headers[name], credentials.get(name, ""))
         assert status not in (401, 403), f"{name} must be allowed, got {status}"
         if name == first_person:
             assert 200 <= status < 300, f"{name}: {status}"
+            if method != "GET" or route == ("GET", "/api/v1/audit.csv"):
+                # Every write (and every export) leaves at least one audit entry.
+                assert _audit_count(session) > logged, f"{route} wrote nothing to the audit log"
+
+
+def _audit_count(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(AuditEntry)) or 0

@@ -143,3 +143,27 @@ def test_export_says_geometry_is_synthetic(
     engine.dispose()
     text = (tmp_path / "regions.geojson").read_text(encoding="utf-8")
     assert '"synthetic_geometry":true' in text and '"synthetic":true' in text
+
+
+def test_export_masks_phone_numbers_unless_asked(
+    tmp_path: Path, tmp_db: str, small_demo: district.DemoDistrict
+) -> None:
+    from sqlalchemy import func, select
+
+    from cityops.auth.models import AuditEntry
+
+    engine = make_engine(tmp_db)
+    migrate.upgrade(engine)
+    with transaction(sessionmaker(bind=engine)) as session:
+        district.load(session, small_demo)
+        export_all(session, tmp_path / "masked")
+        export_all(session, tmp_path / "full", unmask=True)
+        unmasked = session.scalar(
+            select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "unmask")
+        )
+    engine.dispose()
+    masked = list(csv.DictReader((tmp_path / "masked" / "people.csv").open(encoding="utf-8")))
+    full = list(csv.DictReader((tmp_path / "full" / "people.csv").open(encoding="utf-8")))
+    assert all(row["mobile"][3:7] == "****" for row in masked)
+    assert all(row["mobile"].isdigit() and len(row["mobile"]) == 11 for row in full)
+    assert unmasked == 1

@@ -13,6 +13,7 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cityops.auth.models import Account
 from cityops.config import Settings
 
 users_app = typer.Typer(help="账号管理 / accounts", no_args_is_help=True)
@@ -43,6 +44,16 @@ def _ask_password(password_stdin: bool) -> str:
     if password_stdin:
         return sys.stdin.readline().rstrip("\n")
     return str(typer.prompt("密码 / password", hide_input=True, confirmation_prompt=True))
+
+
+def _account_or_exit(session: Session, username: str) -> Account:
+    from cityops.auth import accounts
+
+    account = accounts.find_by_login(session, username)
+    if account is None:
+        err.print(f"[bold red]no such account: {username}[/]")
+        raise typer.Exit(2)
+    return account
 
 
 def _fail(exc: Exception) -> None:
@@ -176,16 +187,13 @@ def register(settings_fn: Callable[[], Settings]) -> None:
         console.print(table)
 
     def _set_active(username: str, active: bool) -> None:
-        from cityops.auth import accounts, sessions
+        from cityops.auth import sessions
         from cityops.db import utcnow
 
         _settings, tx = _context(settings_fn)
         with tx as session:
             _begin(session)
-            account = accounts.find_by_login(session, username)
-            if account is None:
-                err.print(f"[bold red]no such account: {username}[/]")
-                raise typer.Exit(2)
+            account = _account_or_exit(session, username)
             account.active = active
             session.flush()
             if not active:
@@ -212,10 +220,7 @@ def register(settings_fn: Callable[[], Settings]) -> None:
         temporary = accounts.temporary_password()
         with tx as session:
             _begin(session)
-            account = accounts.find_by_login(session, username)
-            if account is None:
-                err.print(f"[bold red]no such account: {username}[/]")
-                raise typer.Exit(2)
+            account = _account_or_exit(session, username)
             accounts.set_password(session, account, temporary, settings, temporary=True)
             sessions.end_everywhere(session, account.id, utcnow())
         console.print(f"{username} 临时密码 / temporary password: [bold]{temporary}[/]")
@@ -228,10 +233,7 @@ def register(settings_fn: Callable[[], Settings]) -> None:
         _settings, tx = _context(settings_fn)
         with tx as session:
             _begin(session)
-            account = accounts.find_by_login(session, username)
-            if account is None:
-                err.print(f"[bold red]no such account: {username}[/]")
-                raise typer.Exit(2)
+            account = _account_or_exit(session, username)
             accounts.unlock(session, account)
         console.print(f"{username}: unlocked")
 

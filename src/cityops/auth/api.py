@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from cityops.auth import accounts, apikeys, audit, sessions
+from cityops.auth.cookies import open_session
 from cityops.auth.deps import (
     SESSION_COOKIE,
     Authenticated,
@@ -87,18 +88,6 @@ def _login_failed(result: accounts.LoginResult) -> JSONResponse:
     )
 
 
-def set_session_cookie(response: Response, token: str, settings: Settings) -> None:
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=settings.session_absolute_hours * 3600,
-        httponly=True,
-        samesite="lax",
-        secure=settings.cookie_secure,
-        path="/",
-    )
-
-
 @router.post("/auth/login", response_model=LoginOut)
 def login(
     body: LoginIn, request: Request, response: Response, session: DbSession
@@ -110,16 +99,7 @@ def login(
     )
     if result.account is None:
         return _login_failed(result)
-    token, record = sessions.start_session(
-        session,
-        result.account,
-        settings,
-        now,
-        ip=client_ip(request),
-        user_agent=request.headers.get("user-agent", ""),
-        replaces=request.cookies.get(SESSION_COOKIE),
-    )
-    set_session_cookie(response, token, settings)
+    record = open_session(session, result.account, request, response, now)
     return LoginOut(
         account=_one(session, result.account),
         csrf_token=record.csrf_token,

@@ -21,8 +21,9 @@ from joserfc.jwk import KeySet
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from cityops.auth import accounts, audit, sessions
-from cityops.auth.deps import SESSION_COOKIE, client_ip
+from cityops.auth import accounts, audit
+from cityops.auth.cookies import open_session
+from cityops.auth.deps import client_ip
 from cityops.auth.models import Account, OidcLogin
 from cityops.auth.tokens import same
 from cityops.config import Settings
@@ -220,19 +221,8 @@ def _finish_login(
         {"method": "oidc", "sub": claims["sub"]},
         actor=who,
     )
-    cookie, _record = sessions.start_session(
-        session,
-        account,
-        settings,
-        now,
-        ip=client_ip(request),
-        user_agent=request.headers.get("user-agent", ""),
-        replaces=request.cookies.get(SESSION_COOKIE),
-    )
-    from cityops.auth.api import set_session_cookie
-
     response = RedirectResponse(pending.next_url, status_code=303)
-    set_session_cookie(response, cookie, settings)
+    open_session(session, account, request, response, now)
     return response
 
 

@@ -10,7 +10,7 @@ from fastapi.templating import Jinja2Templates
 
 from cityops import __version__
 from cityops.auth import accounts, sessions
-from cityops.auth.api import set_session_cookie
+from cityops.auth.cookies import open_session
 from cityops.auth.deps import SESSION_COOKIE, client_ip, optional_principal
 from cityops.auth.principal import Principal
 from cityops.auth.tokens import new_token, same
@@ -138,17 +138,8 @@ def login_submit(
     if result.account is None:
         key = "login_disabled" if result.error == "disabled" else "login_failed"
         return _login_page(request, 401, t(key), username)
-    token, _record = sessions.start_session(
-        session,
-        result.account,
-        settings,
-        now,
-        ip=client_ip(request),
-        user_agent=request.headers.get("user-agent", ""),
-        replaces=request.cookies.get(SESSION_COOKIE),
-    )
     response = RedirectResponse(safe_next(next), status_code=303)
-    set_session_cookie(response, token, settings)
+    open_session(session, result.account, request, response, now)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return response
 

@@ -24,6 +24,7 @@ ROUTER_MODULES = [
     "cityops.auth.oidc",
     "cityops.geo.api",
     "cityops.org.api",
+    "cityops.events.api",
     "cityops.web.views",
 ]
 

@@ -182,6 +182,32 @@ def _demo_accounts(settings: Settings) -> None:
     console.print(f"[dim]已保存到 / saved to {path} (demo mode only)[/]")
 
 
+@app.command("catalog-load")
+def catalog_load(
+    file: Annotated[Path | None, typer.Argument(exists=True, dir_okay=False)] = None,
+) -> None:
+    """Load case categories (the packaged default, or a district's own YAML): upsert by code."""
+    from cityops.auth import audit
+    from cityops.catalog import service as catalog
+    from cityops.db import session_factory, transaction
+    from cityops.errors import CityOpsError
+
+    settings = _settings()
+    try:
+        with transaction(session_factory(_engine(settings))) as session:
+            audit.set_actor(session, audit.cli_actor())
+            with audit.bulk(session, "import", "categories") as summary:
+                result = catalog.load_file(session, file) if file else catalog.load(session)
+                summary.update(created=result.created, updated=result.updated)
+    except CityOpsError as exc:
+        err.print(f"[bold red]{exc.message}[/]")
+        raise typer.Exit(2) from None
+    console.print(f"类别已载入 / categories: {result.created} created, {result.updated} updated")
+    if result.unresolved_owners:
+        missing = ", ".join(result.unresolved_owners)
+        console.print(f"[yellow]未找到的部门 / departments not found: {missing}[/]")
+
+
 @app.command("export")
 def export_cmd(
     folder: Path,

@@ -20,25 +20,46 @@ class Permission(StrEnum):
     users_manage = "users:manage"
     api_keys_manage = "api_keys:manage"
     audit_read = "audit:read"
+    catalog_manage = "catalog:manage"
+    # Cases (event center).
+    cases_read = "cases:read"  # within region scope; handlers: their unit's; citizens: their own
+    cases_report = "cases:report"
+    cases_register = "cases:register"  # 立案, 不予立案, 合并
+    cases_dispatch = "cases:dispatch"  # 派遣, 下派, 自处理, 上报, 延期审批, 协办
+    cases_handle = "cases:handle"  # 签收, 回退, 处置反馈, 申请延期
+    cases_verify = "cases:verify"  # 核查
+    cases_supervise = "cases:supervise"  # 挂账, 作废, 督办
+    evaluation_read = "evaluation:read"
     # Machine scopes (API keys):
     telemetry_write = "telemetry:write"
     open311_post = "open311:post"
 
 
 P = Permission
-_STAFF_READ = frozenset({P.regions_read, P.org_read, P.people_read})
+_STAFF_READ = frozenset({P.regions_read, P.org_read, P.people_read, P.cases_read})
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.admin: frozenset(Permission) - {P.telemetry_write, P.open311_post},
-    Role.district_commander: _STAFF_READ | {P.pii_unmask},
-    Role.leader: _STAFF_READ,
-    Role.shift_leader: _STAFF_READ | {P.pii_unmask},
-    Role.intake_operator: _STAFF_READ | {P.pii_unmask},
-    Role.dispatcher: _STAFF_READ | {P.pii_unmask},
-    Role.handler: _STAFF_READ,
-    Role.inspector: _STAFF_READ,
-    Role.grid_worker: _STAFF_READ,
-    Role.citizen: frozenset({P.regions_read}),
+    Role.district_commander: _STAFF_READ
+    | {P.pii_unmask, P.cases_report, P.cases_dispatch, P.cases_supervise, P.evaluation_read},
+    Role.leader: _STAFF_READ | {P.evaluation_read},
+    Role.shift_leader: _STAFF_READ
+    | {
+        P.pii_unmask,
+        P.cases_report,
+        P.cases_register,
+        P.cases_dispatch,
+        P.cases_verify,
+        P.cases_supervise,
+        P.evaluation_read,
+    },
+    Role.intake_operator: _STAFF_READ | {P.pii_unmask, P.cases_report, P.cases_register},
+    Role.dispatcher: _STAFF_READ
+    | {P.pii_unmask, P.cases_report, P.cases_register, P.cases_dispatch, P.cases_verify},
+    Role.handler: _STAFF_READ | {P.cases_report, P.cases_handle},
+    Role.inspector: _STAFF_READ | {P.cases_report, P.cases_verify},
+    Role.grid_worker: _STAFF_READ | {P.cases_report, P.cases_verify},
+    Role.citizen: frozenset({P.regions_read, P.cases_report, P.cases_read}),
     Role.device: frozenset(),  # a machine's permissions are its API key's scopes
 }
 

@@ -258,8 +258,11 @@ def _organisation(demo: DemoDistrict, names: NameMaker, towns: list[tuple[str, s
 
 def load(session: Session, demo: DemoDistrict) -> dict[str, int]:
     """Write the demo district (one audit entry for the lot); the caller owns the transaction."""
+    from cityops.catalog import service as catalog
+
     with audit.bulk(session, "demo_load", "district") as summary:
         counts = _load(session, demo)
+        counts["categories"] = catalog.load(session).created
         summary.update(counts)
     return counts
 

@@ -1,0 +1,1 @@
+"""Governance catalogue: case categories with time limits, the working calendar, sectors."""

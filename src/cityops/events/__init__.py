@@ -1,0 +1,1 @@
+"""Event center: cases from every channel through the closed loop, with clocks and evaluation."""

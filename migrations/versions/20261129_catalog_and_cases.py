@@ -191,6 +191,7 @@ def upgrade() -> None:
         sa.Column("to_state", sa.String(length=12), nullable=True),
         sa.Column("note", sa.Text(), nullable=False),
         sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("positive", sa.Boolean(), nullable=True),
         sa.ForeignKeyConstraint(
             ["actor_unit_id"], ["units.id"], name=op.f("fk_case_events_actor_unit_id_units")
         ),

@@ -251,6 +251,48 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
     )
 
 
+@app.command("worker")
+def worker(
+    once: Annotated[bool, typer.Option(help="take the steps due now and exit")] = False,
+) -> None:
+    """Run the clock worker: warn, urge, supervise and escalate cases as their limits run out.
+    Run one or several (they never take the same step twice)."""
+    import signal
+    import threading
+
+    from cityops.db import session_factory
+    from cityops.events import clocks, jobs
+
+    settings = _settings()
+    clocks.configure(settings.clock_ladder)
+    factory = session_factory(_engine(settings), writer=True)
+    if once:
+        tally = jobs.run_due(factory)
+        console.print(f"时限处理 / clock steps: {tally.steps or 'none due'}")
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    console.print(f"时限监控已启动 / clock worker running every {settings.worker_interval_s:g} s")
+    jobs.loop(factory, settings.worker_interval_s, stop)
+
+
+def _start_worker_thread(settings: Settings) -> None:
+    import threading
+
+    from cityops.db import session_factory
+    from cityops.events import jobs
+
+    factory = session_factory(_engine(settings), writer=True)
+    thread = threading.Thread(
+        target=jobs.loop,
+        args=(factory, settings.worker_interval_s, threading.Event()),
+        name="clock-worker",
+        daemon=True,
+    )
+    thread.start()
+
+
 @app.command("demo")
 def demo(
     host: str | None = None,
@@ -263,6 +305,7 @@ def demo(
     migrate.upgrade(_engine(settings))
     _load_demo(settings, 20240712, 12, 5)
     _demo_accounts(settings)
+    _start_worker_thread(settings)
     url = f"http://{host or settings.host}:{port or settings.port}/"
     console.print(f"[bold green]CityOps 演示已启动[/] → {url}  (接口文档 {url}docs)")
     _serve(settings, host, port)

@@ -40,6 +40,25 @@ class Settings(BaseSettings):
     ip_slowdown_after: int = Field(default=20, ge=1, le=10000)
     ip_lock_after: int = Field(default=100, ge=2, le=100000)
     demo: bool = Field(default=False, description="demo mode: demo accounts exist")
+    # Event center.
+    attachments_dir: Path = Field(default=Path("var") / "attachments")
+    attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=200 * 1024 * 1024)
+    clock_ladder: tuple[float, float, float, float] = Field(
+        default=(0.8, 1.0, 1.5, 2.0), description="warn, urge, supervise, escalate (× time limit)"
+    )
+    feedback_days: int = Field(default=7, ge=1, le=90)
+    worker_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    evaluation_weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "closure_rate": 0.25,
+            "on_time_closure_rate": 0.25,
+            "timely_accept_rate": 0.15,
+            "satisfaction_rate": 0.15,
+            "rework_rate": -0.10,
+            "overdue_rate": -0.10,
+        },
+        description="JSON: indicator → weight for the composite score",
+    )
     # Single sign-on (OpenID Connect); off unless an issuer is set.
     oidc_issuer: str | None = None
     oidc_client_id: str = ""

@@ -64,7 +64,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # Writers that read first (the worker) take the write lock up front: in WAL mode a deferred
+    # transaction upgrading to write after another commit fails at once instead of waiting.
+    immediate = conn.get_execution_options().get("sqlite_immediate", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -84,8 +87,10 @@ def engine_from_settings(settings: Settings) -> Engine:
     return make_engine(settings.database_url, pool_size=settings.db_pool_size)
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False)
+def session_factory(engine: Engine, *, writer: bool = False) -> sessionmaker[Session]:
+    """``writer``: transactions that read then write under contention (background jobs)."""
+    bind = engine.execution_options(sqlite_immediate=True) if writer else engine
+    return sessionmaker(bind=bind, expire_on_commit=False)
 
 
 @contextmanager

@@ -10,9 +10,16 @@ from cityops.catalog import service as catalog
 from cityops.catalog.models import Category
 from cityops.events.models import Case
 
-# Fractions of the limit at which the worker warns, urges (overdue), supervises and escalates.
-LADDER = (0.8, 1.0, 1.5, 2.0)
-STEP_NAMES = ("warn", "urge", "supervise", "escalate")
+# Fractions of the limit at which the worker warns, urges (overdue), supervises and escalates;
+# set from CITYOPS_CLOCK_LADDER at start-up (configure()).
+LADDER: tuple[float, ...] = (0.8, 1.0, 1.5, 2.0)
+
+
+def configure(ladder: tuple[float, ...]) -> None:
+    global LADDER
+    if len(ladder) != 4 or list(ladder) != sorted(ladder) or ladder[0] <= 0:
+        raise ValueError("the clock ladder needs four increasing positive fractions")
+    LADDER = tuple(ladder)
 
 
 def _at(case: Case, fraction: float) -> datetime:
@@ -24,9 +31,7 @@ def _at(case: Case, fraction: float) -> datetime:
     )
 
 
-def start(
-    case: Case, category: Category, now: datetime, ladder: tuple[float, ...] = LADDER
-) -> None:
+def start(case: Case, category: Category, now: datetime) -> None:
     """A fresh clock for a new assignment (dispatch, self-handling, rework)."""
     case.clock = category.clock
     case.clock_started_at = now
@@ -35,17 +40,17 @@ def start(
     case.paused_at = None
     case.clock_step = 0
     case.overdue = False
-    reschedule(case, ladder)
+    reschedule(case)
 
 
-def reschedule(case: Case, ladder: tuple[float, ...] = LADDER) -> None:
+def reschedule(case: Case) -> None:
     """Deadline and the next ladder step from the clock's current terms."""
     if case.clock_started_at is None or case.limit_hours is None:
         case.deadline_at = case.next_clock_at = None
         return
     case.deadline_at = _at(case, 1.0)
     case.next_clock_at = (
-        _at(case, ladder[case.clock_step]) if case.clock_step < len(ladder) else None
+        _at(case, LADDER[case.clock_step]) if case.clock_step < len(LADDER) else None
     )
 
 
@@ -59,19 +64,19 @@ def pause(case: Case, now: datetime) -> None:
     case.next_clock_at = None
 
 
-def resume(case: Case, now: datetime, ladder: tuple[float, ...] = LADDER) -> None:
+def resume(case: Case, now: datetime) -> None:
     if case.paused_at is not None and case.clock_started_at is not None:
         spent = catalog.calendar().elapsed(case.paused_at, now, working=case.clock == "working")
         case.paused_hours += spent.total_seconds() / 3600
     case.paused_at = None
-    reschedule(case, ladder)
+    reschedule(case)
 
 
-def extend(case: Case, hours: float, ladder: tuple[float, ...] = LADDER) -> None:
+def extend(case: Case, hours: float) -> None:
     if case.limit_hours is None:
         return
     case.limit_hours += hours
-    reschedule(case, ladder)
+    reschedule(case)
 
 
 def fraction_used(case: Case, now: datetime) -> float | None:

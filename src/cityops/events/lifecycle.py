@@ -35,6 +35,7 @@ S = State
 LEVEL_CODE_LENGTH = {Level.district: 6, Level.town: 9, Level.village: 12}
 UP = {Level.village: Level.town, Level.town: Level.district}
 DOWN = {Level.district: Level.town, Level.town: Level.village}
+ACCEPT_WITHIN = timedelta(hours=2)  # 及时签收: accepted within two hours of dispatch
 PROBLEM_REWORKS = 3
 PROBLEM_UNITS = 3
 FEEDBACK_DAYS = 7
@@ -183,6 +184,7 @@ class Context:
     data: ActionInput
     now: datetime
     unit_id: int | None = None  # the unit the action concerns (dispatched to, returned by …)
+    positive: bool | None = None  # see CaseEvent.positive
     extra: dict[str, Any] = field(default_factory=dict)
     followups: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
 
@@ -212,6 +214,7 @@ class Context:
                 to_state=self.case.state if case_id is None else from_state,
                 note=note,
                 data=data,
+                positive=self.positive if case_id is None else None,
             )
         )
 
@@ -446,6 +449,8 @@ def _self_handle(ctx: Context) -> None:
 
 def _accept(ctx: Context) -> None:
     ctx.unit_id = ctx.case.current_unit_id
+    started = ctx.case.clock_started_at
+    ctx.positive = started is not None and ctx.now - started <= ACCEPT_WITHIN
     ctx.case.state = S.handling.value
     ctx.session.execute(
         update(Assignment)
@@ -470,12 +475,14 @@ def _return(ctx: Context) -> None:
 def _report_done(ctx: Context) -> None:
     _require_note(ctx, "处置情况")
     ctx.unit_id = ctx.case.current_unit_id
+    ctx.positive = _on_time(ctx)
     clocks.stop(ctx.case)
     ctx.case.state = S.handled.value
 
 
 def _verify_ok(ctx: Context) -> None:
     ctx.unit_id = ctx.case.current_unit_id
+    ctx.positive = not ctx.case.overdue  # handled within the time limit
     clocks.stop(ctx.case)
     ctx.case.state = S.closed.value
     ctx.case.closed_at = ctx.now
@@ -603,6 +610,7 @@ def _rate(ctx: Context) -> None:
     if ctx.case.satisfied is not None:
         raise Conflict("该案件已评价 / already rated")
     ctx.case.satisfied = ctx.data.satisfied
+    ctx.positive = ctx.data.satisfied
     ctx.extra = {"satisfied": ctx.data.satisfied}
     ctx.unit_id = ctx.case.current_unit_id
     if not ctx.data.satisfied:
@@ -630,6 +638,60 @@ HANDLERS: dict[Action, Callable[[Context], None]] = {
     Action.decide_extension: _decide_extension,
     Action.assist: _assist,
     Action.rate: _rate,
+}
+
+
+def _on_time(ctx: Context) -> bool:
+    deadline = ctx.case.deadline_at
+    on_time = deadline is None or ctx.now <= deadline
+    if not on_time:
+        ctx.case.overdue = True
+    return on_time
+
+
+# --- the clock ladder (run by the worker) -----------------------------------------------------
+
+SYSTEM = Principal(
+    kind="system",
+    id=0,
+    name="时限监控 / clock",
+    roles=frozenset(),
+    permissions=frozenset(),
+    region_code="",
+)
+LADDER_STEPS = ("warn", "urge", "supervise", "auto_escalate")
+
+
+def ladder_step(session: Session, case: Case, step: int, now: datetime) -> str:
+    """Take ladder step ``step`` (0: warn, 1: urge — overdue, 2: supervise — visible one level
+    up, 3: escalate one level; a district case becomes a problem case). Returns its name."""
+    name = LADDER_STEPS[step]
+    ctx = Context(session, case, SYSTEM, ActionInput(), now)
+    ctx.unit_id = case.current_unit_id
+    before = case.state
+    if name == "urge":
+        case.overdue = True
+    elif name == "auto_escalate":
+        up = UP.get(Level(case.level))
+        if up is None:
+            case.is_problem = True
+        else:
+            _leave_units(ctx)
+            clocks.stop(case)
+            case.deadline_at = None
+            case.level = up.value
+            case.state = S.registered.value
+            ctx.extra = {"level": up.value}
+    ctx.write_event(name, before, LADDER_NOTES[name], ctx.extra | {"step": step + 1})
+    session.flush()
+    return name
+
+
+LADDER_NOTES = {
+    "warn": "即将到期（已用 80% 时限）/ 80% of the time limit used",
+    "urge": "已超期，催办 / overdue: urged",
+    "supervise": "超期 50%，上级督办 / 150% of the limit: supervised one level up",
+    "auto_escalate": "超期一倍，自动提级 / 200% of the limit: escalated",
 }
 
 

@@ -137,6 +137,9 @@ class CaseEvent(Base):
     to_state: Mapped[str | None] = mapped_column(String(12))
     note: Mapped[str] = mapped_column(Text, default="")
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Whether the action went well, for evaluation in SQL: accept — within the acceptance
+    # limit; report_done and verify_ok — before the deadline; rate — satisfied.
+    positive: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class Assignment(Base):

@@ -277,6 +277,36 @@ def worker(
     jobs.loop(factory, settings.worker_interval_s, stop)
 
 
+def _demo_history(settings: Settings) -> None:
+    from cityops.auth import audit
+    from cityops.db import session_factory, transaction
+    from cityops.demo import simulator
+    from cityops.events import jobs
+
+    with console.status("生成近 30 天案件 / a month of cases…"):
+        with transaction(session_factory(_engine(settings))) as session:
+            audit.set_actor(session, audit.Actor("system", "simulator", "演示模拟 / demo"))
+            with audit.bulk(session, "demo_history", "cases") as summary:
+                summary["cases"] = simulator.backfill(session)
+        steps = jobs.run_due(session_factory(_engine(settings), writer=True)).steps
+    console.print(f"演示案件已生成 / demo cases: {summary['cases']}; clock steps {steps}")
+
+
+def _start_simulator_thread(settings: Settings) -> None:
+    import threading
+
+    from cityops.db import session_factory
+    from cityops.demo import simulator
+
+    factory = session_factory(_engine(settings), writer=True)
+    threading.Thread(
+        target=simulator.loop,
+        args=(factory, 20.0, threading.Event()),
+        name="demo-simulator",
+        daemon=True,
+    ).start()
+
+
 def _start_worker_thread(settings: Settings) -> None:
     import threading
 
@@ -303,9 +333,11 @@ def demo(
 
     settings = _settings().model_copy(update={"demo": True})
     migrate.upgrade(_engine(settings))
-    _load_demo(settings, 20240712, 12, 5)
+    if _load_demo(settings, 20240712, 12, 5):
+        _demo_history(settings)
     _demo_accounts(settings)
     _start_worker_thread(settings)
+    _start_simulator_thread(settings)
     url = f"http://{host or settings.host}:{port or settings.port}/"
     console.print(f"[bold green]CityOps 演示已启动[/] → {url}  (接口文档 {url}docs)")
     _serve(settings, host, port)

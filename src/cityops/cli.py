@@ -270,11 +270,18 @@ def worker(
         tally = jobs.run_due(factory)
         console.print(f"时限处理 / clock steps: {tally.steps or 'none due'}")
         return
+    from cityops.notify.channels import from_settings
+
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    console.print(f"时限监控已启动 / clock worker running every {settings.worker_interval_s:g} s")
-    jobs.loop(factory, settings.worker_interval_s, stop)
+    if not settings.notify_sms_url:
+        console.print(
+            "[yellow]未配置短信网关，短信仅记录 / no SMS gateway: SMS are recorded only[/]"
+        )
+    console.print(f"后台作业已启动 / worker running every {settings.worker_interval_s:g} s")
+    channels = from_settings(settings.notify_sms_url, settings.notify_sms_token)
+    jobs.loop(factory, settings.worker_interval_s, stop, channels)
 
 
 def _demo_history(settings: Settings) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -18,6 +19,7 @@ from cityops.auth import audit
 from cityops.db import transaction, utcnow
 from cityops.events import clocks, lifecycle
 from cityops.events.models import Case, State
+from cityops.notify.channels import Channel
 
 log = logging.getLogger("cityops.worker")
 RUNNING = (State.dispatched.value, State.handling.value)
@@ -89,13 +91,26 @@ def run_due(
     return tally
 
 
-def loop(factory: sessionmaker[Session], interval_s: float, stop: threading.Event) -> None:
-    """Run until ``stop`` is set: the body of ``cityops worker`` and of the demo's thread."""
+def loop(
+    factory: sessionmaker[Session],
+    interval_s: float,
+    stop: threading.Event,
+    channels: Mapping[str, Channel] | None = None,
+) -> None:
+    """Run until ``stop`` is set: the body of ``cityops worker`` and of the demo's thread —
+    clock steps, then delivery of the messages they and people's actions queued."""
+    from cityops.notify import service as notify
+    from cityops.notify.channels import from_settings
+
+    channels = channels or from_settings(None)
     while not stop.is_set():
         try:
             tally = run_due(factory)
             if tally.total:
                 log.info("clock steps: %s", tally.steps)
+            sent = notify.deliver_due(factory, channels)
+            if any(sent.values()):
+                log.info("messages: %s", sent)
         except Exception:  # keep the worker alive; the next pass retries
-            log.exception("clock pass failed")
+            log.exception("worker pass failed")
         stop.wait(interval_s)

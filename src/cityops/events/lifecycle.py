@@ -187,6 +187,7 @@ class Context:
     positive: bool | None = None  # see CaseEvent.positive
     extra: dict[str, Any] = field(default_factory=dict)
     followups: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
+    written: list[CaseEvent] = field(default_factory=list)
 
     def follow_up(self, action: str, from_state: str, note: str, data: dict[str, Any]) -> None:
         """A consequence recorded after the action itself (problem case, reopening …)."""
@@ -199,24 +200,27 @@ class Context:
         note: str,
         data: dict[str, Any],
         case_id: int | None = None,
-    ) -> None:
-        self.session.add(
-            CaseEvent(
-                case_id=case_id or self.case.id,
-                at=self.now,
-                action=action,
-                actor_kind=self.principal.kind,
-                actor_id=str(self.principal.id),
-                actor_name=self.principal.name,
-                actor_unit_id=self.principal.unit_id,
-                unit_id=self.unit_id if case_id is None else None,
-                from_state=from_state,
-                to_state=self.case.state if case_id is None else from_state,
-                note=note,
-                data=data,
-                positive=self.positive if case_id is None else None,
-            )
+    ) -> CaseEvent:
+        own = case_id is None
+        event = CaseEvent(
+            case_id=case_id or self.case.id,
+            at=self.now,
+            action=action,
+            actor_kind=self.principal.kind,
+            actor_id=str(self.principal.id),
+            actor_name=self.principal.name,
+            actor_unit_id=self.principal.unit_id,
+            unit_id=self.unit_id if own else None,
+            from_state=from_state,
+            to_state=self.case.state if own else from_state,
+            note=note,
+            data=data,
+            positive=self.positive if own else None,
         )
+        self.session.add(event)
+        if own:
+            self.written.append(event)
+        return event
 
 
 def act(
@@ -248,8 +252,17 @@ def act(
     ctx.write_event(action.value, before, data.note.strip(), ctx.extra | evidence)
     for name, from_state, note, extra in ctx.followups:
         ctx.write_event(name, from_state, note, extra)
-    session.flush()
+    _announce(ctx)
     return case
+
+
+def _announce(ctx: Context) -> None:
+    """Hand every event written to the outbox, which decides who is told."""
+    from cityops.notify import service as notify
+
+    ctx.session.flush()
+    for event in ctx.written:
+        notify.case_event(ctx.session, ctx.case, event)
 
 
 def _require_note(ctx: Context, what: str) -> str:
@@ -683,7 +696,7 @@ def ladder_step(session: Session, case: Case, step: int, now: datetime) -> str:
             case.state = S.registered.value
             ctx.extra = {"level": up.value}
     ctx.write_event(name, before, LADDER_NOTES[name], ctx.extra | {"step": step + 1})
-    session.flush()
+    _announce(ctx)
     return name
 
 

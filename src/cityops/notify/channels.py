@@ -1,0 +1,77 @@
+"""Delivery channels. Each takes a message and either returns (delivered) or raises
+``DeliveryError`` (to be retried). Real gateways are configured; the demo records messages."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import requests
+
+from cityops.notify.models import Message
+
+
+class DeliveryError(Exception):
+    pass
+
+
+class Channel(Protocol):
+    name: str
+
+    def send(self, message: Message) -> None: ...
+
+
+@dataclass
+class InApp:
+    """Shown in the apps from the outbox itself; delivering only marks it available."""
+
+    name: str = "inapp"
+
+    def send(self, message: Message) -> None:
+        return None
+
+
+@dataclass
+class Sink:
+    """Records what would have been sent (demo and tests)."""
+
+    name: str
+    sent: list[tuple[str, str]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def send(self, message: Message) -> None:
+        with self._lock:
+            self.sent.append((message.address, message.text))
+
+
+@dataclass
+class HttpGateway:
+    """A JSON POST to an SMS gateway or a work-app (WeCom / 渝快政) webhook."""
+
+    name: str
+    url: str
+    token: str = ""
+    timeout_s: float = 10.0
+
+    def send(self, message: Message) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        body: dict[str, Any] = {
+            "to": message.address,
+            "text": message.text,
+            "template": message.template,
+            "params": message.params,
+            "id": message.dedupe_key,
+        }
+        try:
+            r = requests.post(self.url, json=body, headers=headers, timeout=self.timeout_s)
+        except requests.RequestException as exc:
+            raise DeliveryError(str(exc)) from exc
+        if r.status_code >= 300:
+            raise DeliveryError(f"{self.name} gateway answered {r.status_code}")
+
+
+def from_settings(sms_url: str | None, sms_token: str = "") -> dict[str, Channel]:
+    """In-app always; SMS through the configured gateway, or recorded only when none is set."""
+    sms: Channel = HttpGateway("sms", sms_url, sms_token) if sms_url else Sink("sms")
+    return {"inapp": InApp(), "sms": sms}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +26,8 @@ from cityops.auth.models import Account, ApiKey, AuditEntry
 from cityops.auth.permissions import ROLE_PERMISSIONS, Permission, permissions_of
 from cityops.auth.principal import Principal
 from cityops.db import utcnow
-from cityops.events import intake
+from cityops.events import attachments, intake
+from cityops.notify.models import Message
 from cityops.org.roles import Role
 from tests.conftest import bearer
 
@@ -41,6 +43,16 @@ PUBLIC = {
     ("POST", "/api/v1/auth/refresh"),
     ("GET", "/auth/oidc/login"),
     ("GET", "/auth/oidc/callback"),
+    # Open311 GeoReport v2: reads are public by the specification (they show only what any citizen
+    # may see); POST is authenticated by the spec's api_key form field, checked in the service.
+    ("GET", "/open311/v2/services.{fmt}"),
+    ("GET", "/open311/v2/services/{service_code}.{fmt}"),
+    ("POST", "/open311/v2/requests.{fmt}"),
+    ("GET", "/open311/v2/requests.{fmt}"),
+    ("GET", "/open311/v2/requests/{service_request_id}.{fmt}"),
+    ("GET", "/open311/v2/tokens/{token}.{fmt}"),
+    ("GET", "/open311/v2/{path:path}"),  # any other path: a GeoReport 404
+    ("POST", "/open311/v2/{path:path}"),
 }
 DOCS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
@@ -59,6 +71,11 @@ DEMO_ROLES = {
     "demo-citizen": Role.citizen,
 }
 DEVICE = "(API key)"
+# A real 1×1 lossless WebP.
+MATRIX_WEBP = (
+    b"RIFF\x1a\x00\x00\x00WEBPVP8L\r\x00\x00\x00/\x00\x00\x00\x10\x07\x10\x11\x11"
+    b"\x88\x88\xfe\x07\x00"
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +83,7 @@ class Call:
     path: str
     params: dict[str, Any] = field(default_factory=dict)
     json: Any = None
+    files: Any = None
 
 
 Ids = dict[str, int]
@@ -132,10 +150,31 @@ EXAMPLES: dict[tuple[str, str], Callable[[Ids, str], Call]] = {
         f"/api/v1/cases/{i['case']}/routing"
     ),
     ("GET", "/api/v1/categories"): lambda i, p: Call("/api/v1/categories"),
+    ("GET", "/api/v1/evaluation"): lambda i, p: Call("/api/v1/evaluation", {"group": "town"}),
+    ("GET", "/api/v1/evaluation.csv"): lambda i, p: Call("/api/v1/evaluation.csv"),
+    ("GET", "/api/v1/evaluation.xlsx"): lambda i, p: Call("/api/v1/evaluation.xlsx"),
+    ("GET", "/api/v1/notifications"): lambda i, p: Call("/api/v1/notifications"),
+    ("POST", "/api/v1/notifications/{message_id}/read"): lambda i, p: Call(
+        f"/api/v1/notifications/{i['message']}/read"
+    ),
     ("PATCH", "/api/v1/categories/{code}"): lambda i, p: Call(
         "/api/v1/categories/GY02", json={"limit_normal_h": 30}
     ),
     ("GET", "/api/v1/audit.csv"): lambda i, p: Call("/api/v1/audit.csv"),
+    ("POST", "/api/v1/attachments"): lambda i, p: Call(  # a real 1×1 lossless WebP
+        "/api/v1/attachments",
+        files={
+            "file": (
+                "matrix.webp",
+                b"RIFF\x1a\x00\x00\x00WEBPVP8L\r\x00\x00\x00/\x00\x00\x00\x10\x07\x10\x11\x11"
+                b"\x88\x88\xfe\x07\x00",
+                "image/webp",
+            )
+        },
+    ),
+    ("GET", "/api/v1/attachments/{attachment_id}"): lambda i, p: Call(
+        f"/api/v1/attachments/{i['attachment']}"
+    ),
 }
 
 
@@ -172,7 +211,7 @@ def test_every_route_is_public_by_decision_or_guarded(app: FastAPI) -> None:
 DOMAIN_REFUSALS = {("POST", "/api/v1/cases/{code}/actions/{action}")}
 
 
-def _ids(session: Session) -> Ids:
+def _ids(session: Session, attachments_dir: Path) -> Ids:
     citizen = session.scalar(select(Account.id).where(Account.username == "demo-citizen"))
     key = session.scalar(select(ApiKey.id).order_by(ApiKey.id).limit(1))
     assert citizen and key
@@ -182,7 +221,28 @@ def _ids(session: Session) -> Ids:
     case, _new = intake.report(
         session, reporter, intake.Report("路灯不亮", source="hotline", region_code=GRID), utcnow()
     )
-    return {"citizen": citizen, "key": key, "case": int(case.code or 0)}
+    with attachments.BlobWriter(attachments_dir, 1 << 20) as writer:
+        writer.write(MATRIX_WEBP)
+        blob = writer.finish()
+    attachment = attachments.store(session, reporter, blob, "matrix.webp")
+    attachments.link(session, case, [attachment.id], reporter)
+    admin_person = session.scalar(select(Account.person_id).where(Account.username == "demo-admin"))
+    message = Message(
+        dedupe_key="matrix:inapp",
+        channel="inapp",
+        person_id=admin_person,
+        template="t",
+        text="测试",
+    )
+    session.add(message)
+    session.flush()
+    return {
+        "citizen": citizen,
+        "key": key,
+        "case": int(case.code or 0),
+        "attachment": attachment.id,
+        "message": message.id,
+    }
 
 
 def _principal_permissions(name: str) -> frozenset[Permission]:
@@ -198,16 +258,23 @@ def test_route_authorization(
     anon: TestClient,
     credentials: dict[str, str],
     session: Session,
+    tmp_path: Path,
 ) -> None:
     method, _path = route
     needs = guarded_routes(app)[route]
     assert needs is not None
-    ids = _ids(session)
+    app.state.settings = app.state.settings.model_copy(update={"attachments_dir": tmp_path / "att"})
+    ids = _ids(session, app.state.settings.attachments_dir)
 
     def send(headers: dict[str, str], password: str = "") -> int:
         call = EXAMPLES[route](ids, password)
         return anon.request(
-            method, call.path, params=call.params, json=call.json, headers=headers
+            method,
+            call.path,
+            params=call.params,
+            json=call.json,
+            files=call.files,
+            headers=headers,
         ).status_code
 
     assert send({}) == 401, "no credentials must be 401"

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from cityops.auth.principal import Principal
 from cityops.catalog import service as catalog
 from cityops.errors import InvalidInput
-from cityops.events.models import OPEN_STATES, Attachment, Case, Follower, Level, Source
+from cityops.events.models import OPEN_STATES, Case, Follower, Level, Source
 from cityops.geo import service as geo
 from cityops.org.roles import Role
 
@@ -116,7 +116,10 @@ def report(session: Session, principal: Principal, r: Report, now: datetime) -> 
                 since=now,
             )
         )
-    _attach(session, case, r.attachments)
+    if r.attachments:
+        from cityops.events import attachments
+
+        attachments.link(session, case, r.attachments, principal)
     session.flush()
     return case, True
 
@@ -156,16 +159,6 @@ def _locate(session: Session, r: Report) -> str:
         "请提供位置（经纬度或区域编码）/ a location is required (lat/lon or region_code)",
         field="lat",
     )
-
-
-def _attach(session: Session, case: Case, ids: Sequence[int]) -> None:
-    if not ids:
-        return
-    rows = list(session.scalars(select(Attachment).where(Attachment.id.in_(list(ids)))))
-    if len(rows) != len(set(ids)) or any(a.case_id not in (None, case.id) for a in rows):
-        raise InvalidInput("附件无效 / unknown attachment", field="attachments")
-    for a in rows:
-        a.case_id = case.id
 
 
 def duplicates(session: Session, case: Case, now: datetime) -> list[Case]:

@@ -248,6 +248,10 @@ def act(
     ctx = Context(session, case, principal, data, now)
     before = case.state
     HANDLERS[action](ctx)
+    if data.evidence:
+        from cityops.events import attachments
+
+        attachments.link(session, case, data.evidence, principal, field="evidence")
     evidence = {"evidence": list(data.evidence)} if data.evidence else {}
     ctx.write_event(action.value, before, data.note.strip(), ctx.extra | evidence)
     for name, from_state, note, extra in ctx.followups:

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 from sqlalchemy import func, select, update
 
+from cityops.auth import audit
 from cityops.auth.deps import Authenticated
 from cityops.db import utcnow
 from cityops.deps import DbSession
@@ -82,3 +83,5 @@ def mark_read(
             is None
         ):
             raise NotFound("消息不存在 / no such message", field="message_id")
+        return
+    audit.record(session, "read", "outbox", message_id)

@@ -68,3 +68,15 @@ def test_request_owns_the_transaction(engine: Engine, db_url: str) -> None:
 
 def test_unknown_route_is_a_404_json(client: TestClient) -> None:
     assert client.get("/api/v1/nothing-here").status_code == 404
+
+
+def test_values_the_database_refuses_are_422_not_500(client: TestClient) -> None:
+    for url in ("/api/v1/cases?unit=x%00", "/api/v1/cases?q=%00abc", "/api/v1/people?unit=a%00"):
+        r = client.get(url)
+        assert r.status_code in (200, 422), (url, r.status_code)
+    r = client.patch("/api/v1/categories/GY01%00", json={"limit_normal_h": 5})
+    assert r.status_code in (404, 422)
+    r = client.post(
+        "/api/v1/cases", json={"description": "井盖\u0000缺失", "region_code": "500154024003001"}
+    )
+    assert r.status_code in (201, 422)

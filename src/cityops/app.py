@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DataError, IntegrityError
 
 from cityops import __version__
 from cityops.config import Settings, get_settings
@@ -25,7 +26,11 @@ ROUTER_MODULES = [
     "cityops.geo.api",
     "cityops.org.api",
     "cityops.events.api",
+    "cityops.events.evaluation_api",
+    "cityops.notify.api",
     "cityops.web.views",
+    "cityops.events.attachments_api",
+    "cityops.open311.api",
 ]
 
 
@@ -82,6 +87,32 @@ def _install_error_handlers(app: FastAPI) -> None:
             }
         }
         return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(DataError)
+    async def bad_value(_request: Request, exc: DataError) -> JSONResponse:
+        # A value the database refuses (a NUL byte in text on PostgreSQL, an out-of-range
+        # number): the caller's input, not our fault. The request's transaction rolled back.
+        log.info("database refused a value: %s", exc.orig)
+        body = {
+            "error": {
+                "code": "invalid_input",
+                "message": "输入包含无效字符或数值 / invalid characters or values in the input",
+                "fields": [{"field": "request", "message": "invalid value"}],
+            }
+        }
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(IntegrityError)
+    async def conflict(_request: Request, exc: IntegrityError) -> JSONResponse:
+        log.info("integrity conflict: %s", exc.orig)
+        body = {
+            "error": {
+                "code": "conflict",
+                "message": "与现有数据冲突，请刷新后重试 / "
+                "conflicts with existing data; reload and retry",
+            }
+        }
+        return JSONResponse(body, status_code=409)
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from cityops.auth.models import Account, AuditEntry
+from cityops.events.models import Case
 
 
 def entries(session: Session, **where: str) -> list[AuditEntry]:
@@ -118,3 +119,19 @@ def test_only_auditors_read_the_log(login: object) -> None:
 
     readers = {r for r, perms in ROLE_PERMISSIONS.items() if Permission.audit_read in perms}
     assert {r.value for r in readers} == {"admin"}
+
+
+def test_personal_data_is_redacted_in_the_audit_log(client: TestClient, session: Session) -> None:
+    body = {
+        "description": "路灯不亮",
+        "region_code": "500154024003001",
+        "source": "hotline",
+        "reporter_name": "赵六",
+        "reporter_phone": "13912345678",
+    }
+    code = client.post("/api/v1/cases", json=body).json()["code"]
+    case_id = session.scalar(select(Case.id).where(Case.code == code))
+    entry = entries(session, action="create", entity="cases", entity_id=str(case_id))[0]
+    assert entry.summary["after"]["reporter_phone"] == "***"
+    assert entry.summary["after"]["reporter_name"] == "***"
+    assert "13912345678" not in str(entry.summary)

@@ -35,7 +35,7 @@ CITIZEN = Principal(
 
 
 def dispatched_case(session: Session, hours_ago: float) -> Case:
-    """A town case dispatched ``hours_ago`` hours ago on natural time (category DZ01: 1 h urgent)."""
+    """A town case dispatched ``hours_ago`` hours ago on natural time (DZ01: 1 h urgent)."""
     now = utcnow()
     case, _ = intake.report(session, CITIZEN, intake.Report("山体裂缝", region_code=GRID), now)
     lifecycle.act(

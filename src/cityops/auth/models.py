@@ -16,7 +16,7 @@ class Account(Base):
 
     __tablename__ = "accounts"
     __audit__ = True
-    __audit_redact__ = frozenset({"password_hash"})
+    __audit_redact__ = frozenset({"password_hash", "mobile"})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), unique=True)

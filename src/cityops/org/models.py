@@ -48,6 +48,7 @@ class Unit(Base):
 class Person(Base):
     __tablename__ = "people"
     __audit__ = True
+    __audit_redact__ = frozenset({"mobile"})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(40), unique=True)  # staff number

@@ -1,0 +1,1 @@
+"""Open311 GeoReport v2 adapter over the event center (services = categories, requests = cases)."""

@@ -173,9 +173,10 @@ def _demo_accounts(settings: Settings) -> None:
         )
         return
     path = demo_accounts.write_credentials(rows)
-    table = Table(
-        "用户名 / username", "角色 / role", "密码 / password", title="演示账号 / demo accounts"
-    )
+    table = Table(title="演示账号 / demo accounts")
+    table.add_column("用户名 / username", no_wrap=True)
+    table.add_column("角色 / role")
+    table.add_column("密码 / password", overflow="fold")
     for row in rows:
         table.add_row(*row)
     console.print(table)

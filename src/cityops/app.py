@@ -45,9 +45,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     from cityops.auth import audit
 
     audit.install()
-    from cityops.events import clocks
+    from cityops import events
 
-    clocks.configure(settings.clock_ladder)
+    events.configure(settings)
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = session_factory(engine)

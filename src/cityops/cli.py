@@ -261,11 +261,12 @@ def worker(
     import signal
     import threading
 
+    from cityops import events
     from cityops.db import session_factory
-    from cityops.events import clocks, jobs
+    from cityops.events import jobs
 
     settings = _settings()
-    clocks.configure(settings.clock_ladder)
+    events.configure(settings)
     factory = session_factory(_engine(settings), writer=True)
     if once:
         tally = jobs.run_due(factory)

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
         default=(0.8, 1.0, 1.5, 2.0), description="warn, urge, supervise, escalate (× time limit)"
     )
     feedback_days: int = Field(default=7, ge=1, le=90)
+    duplicate_radius_m: float = Field(default=200.0, gt=0, le=5000)
+    duplicate_window_h: float = Field(default=72.0, gt=0, le=720)
     notify_sms_url: str | None = Field(default=None, description="SMS gateway (JSON POST)")
     notify_sms_token: str = ""
     worker_interval_s: float = Field(default=5.0, gt=0, le=3600)

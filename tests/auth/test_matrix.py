@@ -26,7 +26,7 @@ from cityops.auth.models import Account, ApiKey, AuditEntry
 from cityops.auth.permissions import ROLE_PERMISSIONS, Permission, permissions_of
 from cityops.auth.principal import Principal
 from cityops.db import utcnow
-from cityops.events import attachments, intake
+from cityops.events import attachments, intake, routing
 from cityops.notify.models import Message
 from cityops.org.roles import Role
 from tests.conftest import bearer
@@ -151,6 +151,14 @@ EXAMPLES: dict[tuple[str, str], Callable[[Ids, str], Call]] = {
     ),
     ("GET", "/api/v1/categories"): lambda i, p: Call("/api/v1/categories"),
     ("GET", "/api/v1/evaluation"): lambda i, p: Call("/api/v1/evaluation", {"group": "town"}),
+    ("GET", "/api/v1/routing-rules"): lambda i, p: Call("/api/v1/routing-rules"),
+    ("POST", "/api/v1/routing-rules"): lambda i, p: Call(
+        "/api/v1/routing-rules",
+        json={"level": "district", "unit_code": "DEPT-10", "category_code": "GY", "note": "路灯"},
+    ),
+    ("DELETE", "/api/v1/routing-rules/{rule_id}"): lambda i, p: Call(
+        f"/api/v1/routing-rules/{i['rule']}"
+    ),
     ("GET", "/api/v1/evaluation.csv"): lambda i, p: Call("/api/v1/evaluation.csv"),
     ("GET", "/api/v1/evaluation.xlsx"): lambda i, p: Call("/api/v1/evaluation.xlsx"),
     ("GET", "/api/v1/notifications"): lambda i, p: Call("/api/v1/notifications"),
@@ -235,6 +243,9 @@ def _ids(session: Session, attachments_dir: Path) -> Ids:
         text="测试",
     )
     session.add(message)
+    rule, _unit = routing.add_rule(
+        session, level="district", unit_code="DEPT-08", category_code="DZ"
+    )
     session.flush()
     return {
         "citizen": citizen,
@@ -242,6 +253,7 @@ def _ids(session: Session, attachments_dir: Path) -> Ids:
         "case": int(case.code or 0),
         "attachment": attachment.id,
         "message": message.id,
+        "rule": rule.id,
     }
 
 

@@ -139,3 +139,17 @@ def test_api_and_exports(client: TestClient, scripted: dict[str, object]) -> Non
     assert (
         reversed_.status_code == 422 and reversed_.json()["error"]["fields"][0]["field"] == "until"
     )
+
+
+def test_by_role_and_person(client: TestClient) -> None:
+    """Actions taken through the API carry the account that took them."""
+    code = client.post(
+        "/api/v1/cases", json={"description": "路灯不亮", "region_code": GRID, "source": "hotline"}
+    ).json()["code"]
+    client.post(f"/api/v1/cases/{code}/actions/register", json={"category": "GY02"})
+    client.post(f"/api/v1/cases/{code}/actions/dispatch", json={"unit": "DEPT-10"})
+    roles = client.get("/api/v1/evaluation", params={"group": "role"}).json()["items"]
+    admin = next(r for r in roles if r["key"] == "admin")
+    assert admin["name"] == "系统管理员" and admin["counts"]["dispatched"] >= 1
+    people = client.get("/api/v1/evaluation", params={"group": "person"}).json()["items"]
+    assert sum(p["counts"]["dispatched"] for p in people) >= 1

@@ -304,3 +304,58 @@ def test_lists_filter_and_count_by_state(desk: DeskFor) -> None:
         "/api/v1/cases", params={"since": "2026-01-01T00:00:00"}, headers=intake.headers
     )
     assert naive.status_code == 422
+
+
+def test_feedback_window_and_duplicate_radius_follow_settings(
+    app: object, desk: DeskFor, section_handler: Desk
+) -> None:
+    from cityops import events
+    from cityops.events import intake, lifecycle
+
+    settings = app.state.settings.model_copy(  # type: ignore[attr-defined]
+        update={"feedback_days": 1, "duplicate_radius_m": 1500.0}
+    )
+    try:
+        events.configure(settings)
+        assert lifecycle.FEEDBACK_DAYS == 1 and intake.DUPLICATE_RADIUS_M == 1500.0
+        citizen = desk("demo-citizen")
+        lon, lat = citizen.client.get(f"/api/v1/regions/{GRID}", headers=citizen.headers).json()[
+            "center"
+        ]
+        first = citizen.report(lat=lat, lon=lon, category="SR01", description="垃圾")
+        near = citizen.report(lat=lat, lon=lon + 0.01, category="SR01", description="另一处垃圾")
+        assert first["code"] in near["duplicates"]  # about 950 m: within 1,500 m now
+    finally:
+        events.configure(app.state.settings)  # type: ignore[attr-defined]
+
+
+def test_routing_rules_come_first(client: object, desk: DeskFor) -> None:
+    admin = desk("demo-admin")
+    rule = admin.client.post(
+        "/api/v1/routing-rules",
+        headers=admin.headers,
+        json={
+            "level": "district",
+            "unit_code": "DEPT-17",
+            "category_code": "DZ",
+            "region_code": YIHE,
+            "note": "义和镇地灾由应急局牵头",
+        },
+    )
+    assert rule.status_code == 201
+    intake = desk("demo-intake")
+    code = intake.report(source="hotline", region_code=GRID)["code"]
+    intake.act(code, "register", category="DZ01")
+    suggestions = (
+        desk("demo-dispatcher")
+        .client.get(f"/api/v1/cases/{code}/routing", headers=desk("demo-dispatcher").headers)
+        .json()["suggestions"]
+    )
+    assert suggestions[0]["unit"] == "DEPT-17" and "义和镇地灾" in suggestions[0]["reason"]
+    assert suggestions[1]["unit"] == "DEPT-08" or suggestions[1]["action"] == "delegate"
+    bad = admin.client.post(
+        "/api/v1/routing-rules",
+        headers=admin.headers,
+        json={"level": "district", "unit_code": "NOPE"},
+    )
+    assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "unit_code"

@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -18,7 +19,7 @@ from cityops.deps import DbSession
 from cityops.errors import Conflict, Forbidden, InvalidInput
 from cityops.events import intake, lifecycle, queries, routing
 from cityops.events.lifecycle import Action, ActionInput
-from cityops.events.models import Case, CaseEvent, Source, State
+from cityops.events.models import Case, CaseEvent, RoutingRule, Source, State
 from cityops.events.schemas import (
     ActionIn,
     CaseDetail,
@@ -281,3 +282,43 @@ def update_category(
     category = catalog.update(session, code, **body.model_dump(exclude_none=True))
     parents = {c.id: c.code for c in catalog.tree(session) if c.parent_id is None}
     return category_out(category, parents)
+
+
+class RoutingRuleIn(BaseModel):
+    level: str = Field(pattern="^(district|town|village)$")
+    unit_code: str = Field(min_length=1, max_length=40)
+    category_code: str = Field(default="", max_length=8)
+    region_code: str = Field(default="", pattern=r"^(\d{6}(\d{3}){0,3})?$")
+    note: str = Field(default="", max_length=200)
+
+
+def _rule_out(rule: RoutingRule, unit: Unit) -> dict[str, object]:
+    return {
+        "id": rule.id,
+        "level": rule.level,
+        "unit": unit.code,
+        "unit_name": unit.name,
+        "category_code": rule.category_code,
+        "region_code": rule.region_code,
+        "note": rule.note,
+    }
+
+
+@router.get("/routing-rules")
+def list_routing_rules(principal: CatalogAdmin, session: DbSession) -> list[dict[str, object]]:
+    return [_rule_out(r, u) for r, u in routing.list_rules(session)]
+
+
+@router.post("/routing-rules", status_code=201)
+def add_routing_rule(
+    body: RoutingRuleIn, principal: CatalogAdmin, session: DbSession
+) -> dict[str, object]:
+    """Place × category → unit: guides dispatchers before the owner/territory precedence."""
+    return _rule_out(*routing.add_rule(session, **body.model_dump()))
+
+
+@router.delete("/routing-rules/{rule_id}", status_code=204)
+def delete_routing_rule(
+    rule_id: Annotated[int, Path(ge=1, le=2**31 - 1)], principal: CatalogAdmin, session: DbSession
+) -> None:
+    routing.delete_rule(session, rule_id)

@@ -7,12 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Integer, and_, case, func, select
+from sqlalchemy import ColumnElement, Integer, String, and_, case, cast, func, select
 from sqlalchemy.orm import Session
 
+from cityops.auth.models import Account
 from cityops.events.models import Case, CaseEvent
 from cityops.geo.models import Region
-from cityops.org.models import Unit
+from cityops.org.models import Person, PersonRole, Unit
+from cityops.org.roles import ROLE_LABELS_ZH, Role
 
 E = CaseEvent
 COUNTS = (
@@ -84,7 +86,8 @@ def evaluate(
     scope: str = "",
     weights: dict[str, float] | None = None,
 ) -> list[Row]:
-    """``group``: "unit" (the unit each action concerned) or "town" / "village" (the place)."""
+    """``group``: "unit" (the unit each action concerned), "town" / "village" (the place), or
+    "role" / "person" (who took the actions)."""
     base = (
         select(*_aggregates())
         .join(Case, Case.id == E.case_id)
@@ -96,6 +99,20 @@ def evaluate(
         query = query.group_by(E.unit_id, Unit.code, Unit.name)
         for r in session.execute(query):
             rows.append(Row(r.code, r.name, {c: int(getattr(r, c)) for c in COUNTS}))
+    elif group in ("role", "person"):
+        actor = base.join(
+            Account, and_(E.actor_kind == "person", cast(Account.id, String) == E.actor_id)
+        ).join(Person, Person.id == Account.person_id)
+        if group == "person":
+            query = actor.add_columns(Person.code, Person.name).group_by(Person.code, Person.name)
+            for r in session.execute(query):
+                rows.append(Row(r.code, r.name, {c: int(getattr(r, c)) for c in COUNTS}))
+        else:
+            query = actor.join(PersonRole, PersonRole.person_id == Person.id)
+            query = query.add_columns(PersonRole.role).group_by(PersonRole.role)
+            for r in session.execute(query):
+                label = ROLE_LABELS_ZH.get(Role(r.role), r.role)
+                rows.append(Row(r.role, label, {c: int(getattr(r, c)) for c in COUNTS}))
     else:
         length = {"town": 9, "village": 12}[group]
         place = func.substr(Case.region_code, 1, length).label("place")

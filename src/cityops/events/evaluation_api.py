@@ -39,7 +39,7 @@ def period(
     request: Request,
     since: datetime | None = None,
     until: datetime | None = None,
-    group: Annotated[str, Query(pattern="^(unit|town|village)$")] = "unit",
+    group: Annotated[str, Query(pattern="^(unit|town|village|role|person)$")] = "unit",
 ) -> dict[str, Any]:
     """Default: the current calendar month in the display time zone."""
     zone = ZoneInfo(request.app.state.settings.timezone)

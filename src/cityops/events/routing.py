@@ -85,3 +85,62 @@ def suggest(session: Session, case: Case) -> list[Suggestion]:
     if not owner_first and owner is not None:
         add(owner, "dispatch", "事件主管部门 / the department in charge of this event")
     return out
+
+
+def list_rules(session: Session) -> list[tuple[RoutingRule, Unit]]:
+    rows = session.execute(
+        select(RoutingRule, Unit)
+        .join(Unit, RoutingRule.unit_id == Unit.id)
+        .order_by(RoutingRule.id)
+    ).all()
+    return [(r, u) for r, u in rows]
+
+
+def add_rule(
+    session: Session,
+    *,
+    level: str,
+    unit_code: str,
+    category_code: str = "",
+    region_code: str = "",
+    note: str = "",
+) -> tuple[RoutingRule, Unit]:
+    from cityops.errors import InvalidInput
+
+    if level not in ("district", "town", "village"):
+        raise InvalidInput("层级须为 district、town 或 village / level", field="level")
+    unit = session.scalar(select(Unit).where(Unit.code == unit_code, Unit.active.is_(True)))
+    if unit is None:
+        raise InvalidInput(f"单位 {unit_code} 不存在 / unknown unit", field="unit_code")
+    if (
+        category_code
+        and session.scalar(
+            select(Category.id)
+            .where(Category.code.startswith(category_code, autoescape=True))
+            .limit(1)
+        )
+        is None
+    ):
+        raise InvalidInput(
+            f"没有以 {category_code} 开头的类别 / no such category", field="category_code"
+        )
+    rule = RoutingRule(
+        category_code=category_code,
+        region_code=region_code,
+        level=level,
+        unit_id=unit.id,
+        note=note,
+    )
+    session.add(rule)
+    session.flush()
+    return rule, unit
+
+
+def delete_rule(session: Session, rule_id: int) -> None:
+    from cityops.errors import NotFound
+
+    rule = session.get(RoutingRule, rule_id)
+    if rule is None:
+        raise NotFound(f"路由规则 {rule_id} 不存在 / no such routing rule", field="rule_id")
+    session.delete(rule)
+    session.flush()

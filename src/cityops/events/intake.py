@@ -98,7 +98,8 @@ def report(session: Session, principal: Principal, r: Report, now: datetime) -> 
         level=level.value,
         reporter_name=(r.reporter_name or "").strip()[:50] or None,
         reporter_phone=(r.reporter_phone or "").strip()[:20] or None,
-        reporter_person_id=principal.person_id,
+        # A caller on the hotline is the reporter, not the operator taking the call.
+        reporter_person_id=principal.person_id if source.value in principal.roles else None,
         idempotency_key=r.idempotency_key,
         created_at=now,
     )
@@ -106,11 +107,11 @@ def report(session: Session, principal: Principal, r: Report, now: datetime) -> 
     session.flush()
     local = now.astimezone(ZoneInfo(catalog.calendar().zone))
     case.code = f"{local:%Y%m%d}{case.id:07d}"
-    if r.follow and (principal.person_id or case.reporter_phone):
+    if r.follow and (case.reporter_person_id or case.reporter_phone):
         session.add(
             Follower(
                 case_id=case.id,
-                person_id=principal.person_id,
+                person_id=case.reporter_person_id,
                 name=case.reporter_name,
                 phone=case.reporter_phone,
                 since=now,

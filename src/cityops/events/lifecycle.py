@@ -73,6 +73,8 @@ class Rule:
 
 
 _OPEN = frozenset(OPEN_STATES)
+# The lead unit's handlers — or its dispatchers, when a center handles a case itself.
+LEAD = (P.cases_handle, P.cases_dispatch)
 RULES: dict[Action, Rule] = {
     Action.register: Rule(frozenset({S.reported}), (P.cases_register,), "level"),
     Action.reject: Rule(frozenset({S.reported}), (P.cases_register,), "level"),
@@ -90,9 +92,9 @@ RULES: dict[Action, Rule] = {
         "level",
         frozenset({Level.town, Level.village}),
     ),
-    Action.accept: Rule(frozenset({S.dispatched}), (P.cases_handle,), "lead"),
-    Action.return_: Rule(frozenset({S.dispatched, S.handling}), (P.cases_handle,), "lead"),
-    Action.report_done: Rule(frozenset({S.handling}), (P.cases_handle,), "lead"),
+    Action.accept: Rule(frozenset({S.dispatched}), LEAD, "lead"),
+    Action.return_: Rule(frozenset({S.dispatched, S.handling}), LEAD, "lead"),
+    Action.report_done: Rule(frozenset({S.handling}), LEAD, "lead"),
     Action.verify_ok: Rule(frozenset({S.handled}), (P.cases_verify,), "verifier"),
     Action.verify_fail: Rule(frozenset({S.handled}), (P.cases_verify,), "verifier"),
     Action.escalate: Rule(
@@ -104,13 +106,12 @@ RULES: dict[Action, Rule] = {
     Action.park: Rule(_OPEN, (P.cases_supervise,), "supervisor"),
     Action.unpark: Rule(frozenset({S.parked}), (P.cases_supervise,), "supervisor"),
     Action.void: Rule(_OPEN | {S.parked}, (P.cases_supervise,), "supervisor"),
-    Action.request_extension: Rule(
-        frozenset({S.dispatched, S.handling}), (P.cases_handle,), "lead"
-    ),
+    Action.request_extension: Rule(frozenset({S.dispatched, S.handling}), LEAD, "lead"),
+    # Decided at the case's level or above (a village has no dispatcher; its town decides).
     Action.decide_extension: Rule(
-        frozenset({S.dispatched, S.handling}), (P.cases_dispatch,), "level"
+        frozenset({S.dispatched, S.handling}), (P.cases_dispatch,), "supervisor"
     ),
-    Action.assist: Rule(frozenset({S.dispatched, S.handling}), (P.cases_dispatch,), "level"),
+    Action.assist: Rule(frozenset({S.dispatched, S.handling}), (P.cases_dispatch,), "supervisor"),
     Action.rate: Rule(frozenset({S.closed}), (P.cases_report, P.cases_register), "reporter"),
 }
 
@@ -146,13 +147,23 @@ def _may(principal: Principal, case: Case, rule: Rule) -> bool:
         return False
     if principal.kind != "person":
         return False
+    if (
+        rule.who == "level"
+        and P.cases_dispatch in rule.permissions
+        and not principal.can(P.cases_dispatch)
+        and case.level != Level.village
+    ):
+        return False  # handlers take level actions (self-handle, escalate) only in a village
     match rule.who:
         case "level":
             return _at_level(principal, case)
         case "lead":
             return principal.unit_id is not None and principal.unit_id == case.current_unit_id
         case "verifier":
-            return principal.sees(case.region_code)
+            # Not the unit that did the work: a fix is checked by someone else.
+            return principal.sees(case.region_code) and (
+                principal.unit_id is None or principal.unit_id != case.current_unit_id
+            )
         case "supervisor":
             mine = _level_of(principal)
             order = [Level.village, Level.town, Level.district]
@@ -186,12 +197,15 @@ class Context:
     unit_id: int | None = None  # the unit the action concerns (dispatched to, returned by …)
     positive: bool | None = None  # see CaseEvent.positive
     extra: dict[str, Any] = field(default_factory=dict)
-    followups: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
+    followups: list[Callable[[Context], tuple[str, str, dict[str, Any]]]] = field(
+        default_factory=list
+    )
     written: list[CaseEvent] = field(default_factory=list)
 
-    def follow_up(self, action: str, from_state: str, note: str, data: dict[str, Any]) -> None:
-        """A consequence recorded after the action itself (problem case, reopening …)."""
-        self.followups.append((action, from_state, note, data))
+    def after(self, consequence: Callable[[Context], tuple[str, str, dict[str, Any]]]) -> None:
+        """A consequence applied once the action itself is on the timeline (a problem case
+        taken over …); it returns its event's action, note and data."""
+        self.followups.append(consequence)
 
     def write_event(
         self,
@@ -247,6 +261,7 @@ def act(
         raise InvalidInput("说明过长（最多 2000 字）/ note too long", field="note")
     ctx = Context(session, case, principal, data, now)
     before = case.state
+    case.updated_at = now  # every action changes the row, so the version check covers it
     HANDLERS[action](ctx)
     if data.evidence:
         from cityops.events import attachments
@@ -254,8 +269,10 @@ def act(
         attachments.link(session, case, data.evidence, principal, field="evidence")
     evidence = {"evidence": list(data.evidence)} if data.evidence else {}
     ctx.write_event(action.value, before, data.note.strip(), ctx.extra | evidence)
-    for name, from_state, note, extra in ctx.followups:
-        ctx.write_event(name, from_state, note, extra)
+    for consequence in ctx.followups:
+        ctx.unit_id, ctx.positive, state_before = None, None, case.state
+        name, note, extra = consequence(ctx)
+        ctx.write_event(name, state_before, note, extra)
     _announce(ctx)
     return case
 
@@ -323,6 +340,7 @@ def dispatch_targets(session: Session, case: Case) -> list[Unit]:
 
 
 def _assign_lead(ctx: Context, unit: Unit) -> None:
+    _cancel_extensions(ctx)
     ctx.session.execute(
         update(Assignment)
         .where(
@@ -347,7 +365,17 @@ def _assign_lead(ctx: Context, unit: Unit) -> None:
     )
 
 
+def _cancel_extensions(ctx: Context) -> None:
+    """A pending request belongs to the assignment and clock it was made on."""
+    ctx.session.execute(
+        update(Extension)
+        .where(Extension.case_id == ctx.case.id, Extension.state == "pending")
+        .values(state="cancelled", decided_at=ctx.now, decided_by="系统 / system")
+    )
+
+
 def _leave_units(ctx: Context) -> None:
+    _cancel_extensions(ctx)
     ctx.session.execute(
         update(Assignment)
         .where(Assignment.case_id == ctx.case.id, Assignment.active.is_(True))
@@ -365,19 +393,18 @@ def _problem_check(ctx: Context) -> None:
     ):
         return
     case.is_problem = True
-    before = case.state
-    if case.level != Level.district:
-        _leave_units(ctx)
-        clocks.stop(case)
-        case.deadline_at = None
-        case.level = Level.district.value
-        case.state = S.registered.value
-    ctx.follow_up(
-        "problem",
-        before,
-        "问题案件，提级至区 / problem case, taken over by the district",
-        {"reworks": case.rework_count, "units": case.units_passed},
-    )
+
+    def take_over(c: Context) -> tuple[str, str, dict[str, Any]]:
+        if c.case.level != Level.district:
+            _leave_units(c)
+            clocks.stop(c.case)
+            c.case.deadline_at = None
+            c.case.level = Level.district.value
+            c.case.state = S.registered.value
+        note = "问题案件，提级至区 / problem case, taken over by the district"
+        return "problem", note, {"reworks": c.case.rework_count, "units": c.case.units_passed}
+
+    ctx.after(take_over)
 
 
 def _register(ctx: Context) -> None:
@@ -412,10 +439,30 @@ def _merge(ctx: Context) -> None:
     ctx.case.state = S.merged.value
     ctx.case.master_id = master.id
     clocks.stop(ctx.case)
-    for f in ctx.session.scalars(select(Follower).where(Follower.case_id == ctx.case.id)):
-        ctx.session.add(
-            Follower(case_id=master.id, person_id=f.person_id, name=f.name, phone=f.phone)
+    # Duplicates merged into this case earlier now point at the new master too, so no master
+    # is itself merged; the new master's timeline names each of them.
+    earlier = list(ctx.session.scalars(select(Case.code).where(Case.master_id == ctx.case.id)))
+    ctx.session.execute(
+        update(Case).where(Case.master_id == ctx.case.id).values(master_id=master.id)
+    )
+    for code in earlier:
+        ctx.write_event(
+            "merged_in",
+            master.state,
+            "",
+            {"duplicate": code, "via": ctx.case.code},
+            case_id=master.id,
         )
+    present = {
+        (f.person_id, f.phone)
+        for f in ctx.session.scalars(select(Follower).where(Follower.case_id == master.id))
+    }
+    for f in ctx.session.scalars(select(Follower).where(Follower.case_id == ctx.case.id)):
+        if (f.person_id, f.phone) not in present:
+            present.add((f.person_id, f.phone))
+            ctx.session.add(
+                Follower(case_id=master.id, person_id=f.person_id, name=f.name, phone=f.phone)
+            )
     ctx.extra = {"master": master.code}
     ctx.write_event("merged_in", master.state, "", {"duplicate": ctx.case.code}, case_id=master.id)
 
@@ -462,6 +509,7 @@ def _self_handle(ctx: Context) -> None:
     clocks.start(ctx.case, category, ctx.now)
     ctx.unit_id = unit.id
     ctx.extra = {"deadline": _iso(ctx.case.deadline_at)}
+    _problem_check(ctx)
 
 
 def _accept(ctx: Context) -> None:
@@ -491,6 +539,7 @@ def _return(ctx: Context) -> None:
 
 def _report_done(ctx: Context) -> None:
     _require_note(ctx, "处置情况")
+    _cancel_extensions(ctx)
     ctx.unit_id = ctx.case.current_unit_id
     ctx.positive = _on_time(ctx)
     clocks.stop(ctx.case)
@@ -551,6 +600,7 @@ def _unpark(ctx: Context) -> None:
 
 def _void(ctx: Context) -> None:
     _require_note(ctx, "作废理由")
+    _cancel_extensions(ctx)
     clocks.stop(ctx.case)
     ctx.case.state = S.voided.value
 
@@ -631,8 +681,8 @@ def _rate(ctx: Context) -> None:
     ctx.extra = {"satisfied": ctx.data.satisfied}
     ctx.unit_id = ctx.case.current_unit_id
     if not ctx.data.satisfied:
-        _rework(ctx)  # reopened: back to the unit as rework
-        ctx.case.satisfied = False
+        _rework(ctx)  # reopened: back to the unit as rework, to be rated again when closed
+        ctx.case.satisfied = None
 
 
 HANDLERS: dict[Action, Callable[[Context], None]] = {
@@ -686,11 +736,13 @@ def ladder_step(session: Session, case: Case, step: int, now: datetime) -> str:
     ctx = Context(session, case, SYSTEM, ActionInput(), now)
     ctx.unit_id = case.current_unit_id
     before = case.state
+    newly_problem = False
     if name == "urge":
         case.overdue = True
     elif name == "auto_escalate":
         up = UP.get(Level(case.level))
         if up is None:
+            newly_problem = not case.is_problem
             case.is_problem = True
         else:
             _leave_units(ctx)
@@ -700,6 +752,12 @@ def ladder_step(session: Session, case: Case, step: int, now: datetime) -> str:
             case.state = S.registered.value
             ctx.extra = {"level": up.value}
     ctx.write_event(name, before, LADDER_NOTES[name], ctx.extra | {"step": step + 1})
+    if newly_problem:
+        ctx.unit_id = None
+        note = "超期一倍的区级案件，列为问题案件 / overdue twice over: a problem case"
+        ctx.write_event(
+            "problem", case.state, note, {"reworks": case.rework_count, "units": case.units_passed}
+        )
     _announce(ctx)
     return name
 

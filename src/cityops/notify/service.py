@@ -87,6 +87,7 @@ def enqueue(
                     address=r.phone,
                 )
             )
+    wanted = list({m.dedupe_key: m for m in wanted}.values())  # one per recipient and channel
     if not wanted:
         return 0
     keys = [m.dedupe_key for m in wanted]

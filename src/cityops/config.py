@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     duplicate_window_h: float = Field(default=72.0, gt=0, le=720)
     notify_sms_url: str | None = Field(default=None, description="SMS gateway (JSON POST)")
     notify_sms_token: str = ""
+    notify_webhook_url: str | None = Field(
+        default=None, description="work-app webhook (WeCom / 渝快政 group robot), JSON POST"
+    )
+    notify_webhook_token: str = ""
     worker_interval_s: float = Field(default=5.0, gt=0, le=3600)
     evaluation_weights: dict[str, float] = Field(
         default_factory=lambda: {

@@ -141,3 +141,62 @@ def test_sink_records_and_my_notifications(
     assert anon.get("/api/v1/notifications", headers=citizen).json()["unread"] == mine["unread"] - 1
     other = login("demo-grid")
     assert anon.post(f"/api/v1/notifications/{first}/read", headers=other).status_code == 404
+
+
+def test_http_gateways_post_to_a_real_server(
+    app: object,
+    anon: TestClient,
+    login: Callable[[str], Headers],
+    connection: Connection,
+    session: Session,
+) -> None:
+    """SMS gateway and work-app webhook through HTTP, against a server on 127.0.0.1."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from cityops import events
+    from cityops.notify.channels import from_settings
+
+    received: list[tuple[str, dict[str, object], str]] = []
+    failures = {"left": 1}
+
+    class Gateway(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if failures["left"]:
+                failures["left"] -= 1
+                self.send_response(503)
+            else:
+                received.append((self.path, body, self.headers.get("Authorization", "")))
+                self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    settings = app.state.settings.model_copy(update={"notify_webhook_url": f"{base}/hook"})  # type: ignore[attr-defined]
+    try:
+        events.configure(settings)
+        report_and_dispatch(anon, login)
+        channels = from_settings(f"{base}/sms", "s3cret", f"{base}/hook")
+        factory = sessionmaker(bind=connection, join_transaction_mode="create_savepoint")
+        first = notify.deliver_due(factory, channels)
+        assert first["retry"] == 1  # the gateway's 503 is retried, not lost
+        notify.deliver_due(factory, channels, utcnow() + timedelta(hours=1))
+    finally:
+        events.configure(app.state.settings)  # type: ignore[attr-defined]
+        server.shutdown()
+    paths = [p for p, _b, _a in received]
+    assert "/hook" in paths and "/sms" in paths
+    hook = next(b for p, b, _a in received if p == "/hook")
+    assert hook["to"] == "TC-500154024-MS" and "派遣" in str(hook["text"])
+    assert any(a == "Bearer s3cret" for p, _b, a in received if p == "/sms")
+    webhooks = session.scalars(select(Message).where(Message.channel == "webhook")).all()
+    assert webhooks and all(m.state == "sent" for m in webhooks)
+    assert len(received) == session.scalar(
+        select(func.count()).select_from(Message).where(Message.channel.in_(["sms", "webhook"]))
+    )

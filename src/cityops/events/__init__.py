@@ -17,3 +17,6 @@ def configure(settings: Settings) -> None:
     lifecycle.FEEDBACK_DAYS = settings.feedback_days
     intake.DUPLICATE_RADIUS_M = settings.duplicate_radius_m
     intake.DUPLICATE_WINDOW = timedelta(hours=settings.duplicate_window_h)
+    from cityops.notify import service as notify
+
+    notify.configure(webhook=bool(settings.notify_webhook_url))

@@ -71,7 +71,16 @@ class HttpGateway:
             raise DeliveryError(f"{self.name} gateway answered {r.status_code}")
 
 
-def from_settings(sms_url: str | None, sms_token: str = "") -> dict[str, Channel]:
-    """In-app always; SMS through the configured gateway, or recorded only when none is set."""
+def from_settings(
+    sms_url: str | None,
+    sms_token: str = "",
+    webhook_url: str | None = None,
+    webhook_token: str = "",
+) -> dict[str, Channel]:
+    """In-app always; SMS through the configured gateway (recorded only when none is set); the
+    work-app webhook when configured."""
     sms: Channel = HttpGateway("sms", sms_url, sms_token) if sms_url else Sink("sms")
-    return {"inapp": InApp(), "sms": sms}
+    channels: dict[str, Channel] = {"inapp": InApp(), "sms": sms}
+    if webhook_url:
+        channels["webhook"] = HttpGateway("webhook", webhook_url, webhook_token)
+    return channels

@@ -38,6 +38,12 @@ FOLLOWER_TEMPLATES = {
     "reject": "您反映的问题（{code}）未予立案：{note}",
 }
 SMS_ACTIONS = frozenset({"dispatch", "urge", "auto_escalate"})
+# Units' work-app group chats also hear of these, when a webhook is configured (configure()).
+WEBHOOK = {"enabled": False}
+
+
+def configure(webhook: bool) -> None:
+    WEBHOOK["enabled"] = webhook
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,8 @@ def case_event(session: Session, case: Case, event: CaseEvent) -> None:
     key = f"case-event:{event.id}"
     common = {"case_id": case.id, "event_id": event.id}
     sms = event.action in SMS_ACTIONS or case.urgency == "urgent"
+    if event.action in UNIT_TEMPLATES and event.unit_id is not None and WEBHOOK["enabled"]:
+        _to_unit_chat(session, key, event, UNIT_TEMPLATES[event.action].format(**params), params)
     if event.action in UNIT_TEMPLATES and event.unit_id is not None:
         enqueue(
             session,
@@ -156,6 +164,28 @@ def case_event(session: Session, case: Case, event: CaseEvent) -> None:
             sms=True,
             **common,
         )
+
+
+def _to_unit_chat(
+    session: Session, key: str, event: CaseEvent, text: str, params: Mapping[str, object]
+) -> None:
+    unit = session.get(Unit, event.unit_id)
+    dedupe = f"{key}:webhook:{event.unit_id}"
+    if unit is None or session.scalar(select(Message.id).where(Message.dedupe_key == dedupe)):
+        return
+    session.add(
+        Message(
+            dedupe_key=dedupe,
+            channel="webhook",
+            address=unit.code,
+            template=event.action,
+            text=text,
+            params=dict(params),
+            case_id=event.case_id,
+            case_event_id=event.id,
+        )
+    )
+    session.flush()
 
 
 def _desk(session: Session, case: Case) -> int | None:

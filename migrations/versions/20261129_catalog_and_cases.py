@@ -208,7 +208,9 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_case_events_actor_unit_id"), ["actor_unit_id"], unique=False
         )
-        batch_op.create_index(batch_op.f("ix_case_events_at"), ["at"], unique=False)
+        batch_op.create_index(
+            "ix_case_events_period", ["at", "unit_id", "action", "positive"], unique=False
+        )
         batch_op.create_index("ix_case_events_case", ["case_id", "id"], unique=False)
         batch_op.create_index(batch_op.f("ix_case_events_unit_id"), ["unit_id"], unique=False)
 
@@ -263,7 +265,7 @@ def downgrade() -> None:
     with op.batch_alter_table("case_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_case_events_unit_id"))
         batch_op.drop_index("ix_case_events_case")
-        batch_op.drop_index(batch_op.f("ix_case_events_at"))
+        batch_op.drop_index("ix_case_events_period")
         batch_op.drop_index(batch_op.f("ix_case_events_actor_unit_id"))
         batch_op.drop_index(batch_op.f("ix_case_events_action"))
 

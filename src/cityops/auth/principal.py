@@ -33,4 +33,6 @@ class Principal:
 
     def scope(self, column: InstrumentedAttribute[str]) -> ColumnElement[bool]:
         """SQL condition: a region-code column inside this principal's scope."""
-        return column.startswith(self.region_code, autoescape=True)
+        from cityops.geo.codes import within
+
+        return within(column, self.region_code)

@@ -123,11 +123,15 @@ class CaseEvent(Base):
     """The case timeline: every action with who, when, what, note and evidence."""
 
     __tablename__ = "case_events"
-    __table_args__ = (Index("ix_case_events_case", "case_id", "id"),)
+    __table_args__ = (
+        Index("ix_case_events_case", "case_id", "id"),
+        # Covers evaluation: a period's events counted by unit and action from the index alone.
+        Index("ix_case_events_period", "at", "unit_id", "action", "positive"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
-    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     action: Mapped[str] = mapped_column(String(20), index=True)
     actor_kind: Mapped[str] = mapped_column(String(20))
     actor_id: Mapped[str] = mapped_column(String(64), default="")

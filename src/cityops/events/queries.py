@@ -13,6 +13,7 @@ from cityops.auth.principal import Principal
 from cityops.catalog.models import Category
 from cityops.errors import NotFound
 from cityops.events.models import Assignment, Case, Follower
+from cityops.geo.codes import within
 from cityops.org.models import Unit
 
 
@@ -80,7 +81,7 @@ def filtered(principal: Principal, f: Filters) -> Select[Case]:
     if f.level:
         query = query.where(Case.level == f.level)
     if f.region:
-        query = query.where(Case.region_code.startswith(f.region, autoescape=True))
+        query = query.where(within(Case.region_code, f.region))
     if f.category:
         ids = select(Category.id).where(Category.code.startswith(f.category, autoescape=True))
         query = query.where(Case.category_id.in_(ids))

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from cityops.errors import InvalidInput, NotFound
 from cityops.geo import service as geo
+from cityops.geo.codes import within
 from cityops.geo.models import Level, Region
 from cityops.org.models import DutyShift, Person, PersonRole, Unit, UnitKind
 from cityops.org.roles import Role
@@ -30,7 +31,7 @@ def list_units(
     if kind is not None:
         query = query.where(Unit.kind == kind.value)
     if region is not None:
-        query = query.where(Region.code.startswith(region))
+        query = query.where(within(Region.code, region))
     rows = session.execute(query.order_by(Unit.kind, Unit.code)).all()
     return [(u, c) for u, c in rows]
 
@@ -117,10 +118,10 @@ def list_people(
         select(Person, Unit.code, Region.code)
         .join(Region, Person.region_id == Region.id)
         .outerjoin(Unit, Person.unit_id == Unit.id)
-        .where(Region.code.startswith(scope, autoescape=True), Person.active.is_(True))
+        .where(within(Region.code, scope), Person.active.is_(True))
     )
     if region:
-        query = query.where(Region.code.startswith(region, autoescape=True))
+        query = query.where(within(Region.code, region))
     if unit:
         query = query.where(Unit.code == unit)
     if role:

@@ -183,7 +183,17 @@ class Simulator:
                 ActionInput(note=rng.choice(["已现场处置完毕", "已安排人员清理", "已修复"])),
             )
         elif case.state == State.handled:
-            verifier = self.cast.grid.get(case.region_code) or self.cast.district.get("inspector")
+            # The grid's own worker when allowed (not of the unit that did the work), else an
+            # inspector from the district center.
+            candidates = [self.cast.grid.get(case.region_code), self.cast.district.get("inspector")]
+            verifier = next(
+                (
+                    p
+                    for p in candidates
+                    if p is not None and Action.verify_ok in lifecycle.allowed_actions(case, p)
+                ),
+                None,
+            )
             ok = rng.random() < 0.88
             step = (
                 verifier,

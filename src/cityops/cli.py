@@ -282,11 +282,14 @@ def worker(
             "[yellow]未配置短信网关，短信仅记录 / no SMS gateway: SMS are recorded only[/]"
         )
     console.print(f"后台作业已启动 / worker running every {settings.worker_interval_s:g} s")
+    from cityops.notify.channels import email_from
+
     channels = from_settings(
         settings.notify_sms_url,
         settings.notify_sms_token,
         settings.notify_webhook_url,
         settings.notify_webhook_token,
+        email_from(settings),
     )
     jobs.loop(factory, settings.worker_interval_s, stop, channels)
 

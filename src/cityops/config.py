@@ -55,6 +55,12 @@ class Settings(BaseSettings):
         default=None, description="work-app webhook (WeCom / 渝快政 group robot), JSON POST"
     )
     notify_webhook_token: str = ""
+    notify_smtp_host: str | None = Field(default=None, description="mail server for e-mail")
+    notify_smtp_port: int = Field(default=587, ge=1, le=65535)
+    notify_smtp_starttls: bool = True
+    notify_smtp_user: str = ""
+    notify_smtp_password: str = ""
+    notify_smtp_from: str = "cityops@localhost"
     worker_interval_s: float = Field(default=5.0, gt=0, le=3600)
     evaluation_weights: dict[str, float] = Field(
         default_factory=lambda: {

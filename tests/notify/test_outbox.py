@@ -200,3 +200,63 @@ def test_http_gateways_post_to_a_real_server(
     assert len(received) == session.scalar(
         select(func.count()).select_from(Message).where(Message.channel.in_(["sms", "webhook"]))
     )
+
+
+def test_email_through_a_real_smtp_server(
+    app: object,
+    anon: TestClient,
+    login: Callable[[str], Headers],
+    connection: Connection,
+    session: Session,
+) -> None:
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    from cityops import events
+    from cityops.notify.channels import Email, from_settings
+
+    class Inbox:
+        def __init__(self) -> None:
+            self.mails: list[tuple[list[str], bytes]] = []
+
+        async def handle_DATA(self, server: object, smtp_session: object, envelope: object) -> str:
+            self.mails.append((list(envelope.rcpt_tos), envelope.content))  # type: ignore[attr-defined]
+            return "250 OK"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    inbox = Inbox()
+    server = Controller(inbox, hostname="127.0.0.1", port=port)
+    server.start()
+    unit = session.scalar(select(Unit.id).where(Unit.code == "TC-500154024-MS"))
+    staff = session.scalars(select(Person).where(Person.unit_id == unit)).all()
+    for i, person in enumerate(staff):
+        person.email = f"ms{i}@kaizhou.example"
+    session.flush()
+    settings = app.state.settings.model_copy(update={"notify_smtp_host": "127.0.0.1"})  # type: ignore[attr-defined]
+    try:
+        events.configure(settings)
+        report_and_dispatch(anon, login)
+        channels = from_settings(
+            None, email=Email("127.0.0.1", port, "cityops@kaizhou.example", starttls=False)
+        )
+        factory = sessionmaker(bind=connection, join_transaction_mode="create_savepoint")
+        notify.deliver_due(factory, channels)
+    finally:
+        events.configure(app.state.settings)  # type: ignore[attr-defined]
+        server.stop()
+    to = sorted(r for rcpts, _ in inbox.mails for r in rcpts)
+    assert to == sorted(p.email for p in staff if p.email)
+    import email
+    from email import policy
+
+    for _rcpts, content in inbox.mails:
+        mail = email.message_from_bytes(content, policy=policy.default)
+        body = mail.get_body(preferencelist=("plain",))
+        assert body is not None and "派遣" in body.get_content()  # type: ignore[union-attr]
+        assert mail["From"] == "cityops@kaizhou.example"
+        assert str(mail["Subject"]).startswith("[CityOps]")
+    sent = session.scalars(select(Message).where(Message.channel == "email")).all()
+    assert sent and all(m.state == "sent" for m in sent)

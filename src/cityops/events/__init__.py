@@ -19,4 +19,6 @@ def configure(settings: Settings) -> None:
     intake.DUPLICATE_WINDOW = timedelta(hours=settings.duplicate_window_h)
     from cityops.notify import service as notify
 
-    notify.configure(webhook=bool(settings.notify_webhook_url))
+    notify.configure(
+        webhook=bool(settings.notify_webhook_url), email=bool(settings.notify_smtp_host)
+    )

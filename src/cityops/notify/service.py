@@ -38,29 +38,32 @@ FOLLOWER_TEMPLATES = {
     "reject": "您反映的问题（{code}）未予立案：{note}",
 }
 SMS_ACTIONS = frozenset({"dispatch", "urge", "auto_escalate"})
-# Units' work-app group chats also hear of these, when a webhook is configured (configure()).
-WEBHOOK = {"enabled": False}
+# Optional channels, switched on by configure() when their settings are present.
+WEBHOOK = {"enabled": False}  # units' work-app group chats hear of unit messages
+EMAIL = {"enabled": False}  # people with an e-mail address get their messages by mail too
 
 
-def configure(webhook: bool) -> None:
+def configure(webhook: bool, email: bool = False) -> None:
     WEBHOOK["enabled"] = webhook
+    EMAIL["enabled"] = email
 
 
 @dataclass(frozen=True)
 class Recipient:
     person_id: int | None
     phone: str | None
+    email: str | None = None
 
 
 def unit_staff(session: Session, unit_id: int) -> list[Recipient]:
     rows = session.execute(
-        select(Person.id, Person.mobile)
+        select(Person.id, Person.mobile, Person.email)
         .where(Person.unit_id == unit_id, Person.active.is_(True))
         .where(
             Person.roles.any(PersonRole.role.in_(("handler", "dispatcher", "district_commander")))
         )
     ).all()
-    return [Recipient(pid, mobile) for pid, mobile in rows]
+    return [Recipient(pid, mobile, email) for pid, mobile, email in rows]
 
 
 def enqueue(
@@ -82,6 +85,15 @@ def enqueue(
             wanted.append(
                 Message(
                     dedupe_key=f"{key}:inapp:{r.person_id}", channel="inapp", person_id=r.person_id
+                )
+            )
+        if EMAIL["enabled"] and r.email:
+            wanted.append(
+                Message(
+                    dedupe_key=f"{key}:email:{r.email}",
+                    channel="email",
+                    person_id=r.person_id,
+                    address=r.email,
                 )
             )
         if sms and r.phone:

@@ -48,12 +48,13 @@ class Unit(Base):
 class Person(Base):
     __tablename__ = "people"
     __audit__ = True
-    __audit_redact__ = frozenset({"mobile"})
+    __audit_redact__ = frozenset({"mobile", "email"})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(40), unique=True)  # staff number
     name: Mapped[str] = mapped_column(String(50))
     mobile: Mapped[str | None] = mapped_column(String(20))
+    email: Mapped[str | None] = mapped_column(String(200))
     unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)  # none: citizen
     # What the person may see and act on: the district, a town, a village or a grid.
     region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"), index=True)

@@ -85,6 +85,9 @@ from cityops.demo import district
 from cityops.events import evaluation, intake, jobs, queries
 from cityops.events.models import Case, State
 
+# The lifecycle imports the notifier lazily; import it now, so a run uses one version of the code.
+from cityops.notify import service as _notify  # noqa: F401
+
 PG_URL = "postgresql://postgres@127.0.0.1:5432/"
 ZONE = ZoneInfo("Asia/Shanghai")
 LIST_STATES = [State.dispatched.value, State.handling.value]

@@ -97,8 +97,11 @@ def evaluate(
         base = base.join(Case, Case.id == E.case_id).where(within(Case.region_code, scope))
     rows: list[Row] = []
     if group == "unit":
-        query = base.add_columns(E.unit_id, Unit.code, Unit.name).join(Unit, Unit.id == E.unit_id)
-        query = query.group_by(E.unit_id, Unit.code, Unit.name)
+        # Count by unit id first, then name the few hundred units: grouping a month of events by
+        # the units' text columns would sort millions of rows.
+        counted = base.add_columns(E.unit_id).where(E.unit_id.is_not(None)).group_by(E.unit_id)
+        sub = counted.subquery()
+        query = select(sub, Unit.code, Unit.name).join(Unit, Unit.id == sub.c.unit_id)
         for r in session.execute(query):
             rows.append(Row(r.code, r.name, {c: int(getattr(r, c)) for c in COUNTS}))
     elif group in ("role", "person"):

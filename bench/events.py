@@ -23,7 +23,7 @@ Measured, each next to a raw-SQL baseline on the same rows in the same run:
   (…) AND region_code LIKE :town || '%' ORDER BY deadline_at DESC, id DESC LIMIT 50`` (the id
   breaks ties, as CityOps does: working-time deadlines often fall on the same period end) plus
   its count. p95; target < 150 ms.
-* evaluation — ``evaluation.evaluate`` for all units over last calendar month (Asia/Shanghai);
+* evaluation — ``evaluation.evaluate`` for all units over the last calendar month (Asia/Shanghai);
   raw: ``SELECT unit_id, count(*) FROM case_events`` over the same month ``GROUP BY unit_id``.
   Median of --repeat runs; target < 3 s.
 * worker — --worker open dispatched cases are made due (natural clock, 90 % of a 24 h limit

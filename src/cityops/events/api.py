@@ -5,7 +5,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cityops.auth import audit
@@ -19,7 +18,7 @@ from cityops.deps import DbSession
 from cityops.errors import Conflict, Forbidden, InvalidInput
 from cityops.events import intake, lifecycle, queries, routing
 from cityops.events.lifecycle import Action, ActionInput
-from cityops.events.models import Case, CaseEvent, RoutingRule, Source, State
+from cityops.events.models import Case, RoutingRule, Source, State
 from cityops.events.schemas import (
     ActionIn,
     CaseDetail,
@@ -43,18 +42,7 @@ CodePath = Annotated[str, Path(pattern=r"^\d{15}$", description="case code")]
 
 
 def _out(session: Session, cases: list[Case], principal: Principal, unmask: bool) -> list[CaseOut]:
-    cats = {
-        c.id: c
-        for c in session.scalars(
-            select(Category).where(Category.id.in_({c.category_id for c in cases}))
-        )
-    }
-    units = {
-        u.id: u
-        for u in session.scalars(
-            select(Unit).where(Unit.id.in_({c.current_unit_id for c in cases}))
-        )
-    }
+    cats, units = queries.categories_and_units(session, cases)
     return [
         CaseOut(
             code=c.code or "",
@@ -107,18 +95,8 @@ def _unmask(session: Session, principal: Principal, unmask: bool, codes: list[st
 
 def _detail(session: Session, case: Case, principal: Principal, unmask: bool) -> CaseDetail:
     base = _out(session, [case], principal, unmask)[0]
-    events = list(
-        session.scalars(
-            select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id)
-        )
-    )
-    unit_ids = {e.unit_id for e in events if e.unit_id}
-    codes = dict(session.execute(select(Unit.id, Unit.code).where(Unit.id.in_(unit_ids))).all())
-    master = (
-        session.scalar(select(Case.code).where(Case.id == case.master_id))
-        if case.master_id
-        else None
-    )
+    events, codes = queries.timeline(session, case)
+    master = queries.master_code(session, case)
     return CaseDetail(
         **base.model_dump(),
         allowed_actions=[a.value for a in lifecycle.allowed_actions(case, principal)],

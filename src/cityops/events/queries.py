@@ -12,7 +12,7 @@ from cityops.auth.permissions import Permission as P
 from cityops.auth.principal import Principal
 from cityops.catalog.models import Category
 from cityops.errors import NotFound
-from cityops.events.models import Assignment, Case, Follower
+from cityops.events.models import Assignment, Case, CaseEvent, Follower
 from cityops.geo.codes import within
 from cityops.org.models import Unit
 
@@ -130,3 +130,42 @@ def counts_by_state(session: Session, principal: Principal, f: Filters) -> dict[
         state: n
         for state, n in session.execute(select(sub.c.state, func.count()).group_by(sub.c.state))
     }
+
+
+def categories_and_units(
+    session: Session, cases: list[Case]
+) -> tuple[dict[int, Category], dict[int, Unit]]:
+    """The categories and current units of a page of cases, in two queries."""
+    cats = {
+        c.id: c
+        for c in session.scalars(
+            select(Category).where(Category.id.in_({c.category_id for c in cases}))
+        )
+    }
+    units = {
+        u.id: u
+        for u in session.scalars(
+            select(Unit).where(Unit.id.in_({c.current_unit_id for c in cases}))
+        )
+    }
+    return cats, units
+
+
+def timeline(session: Session, case: Case) -> tuple[list[CaseEvent], dict[int, str]]:
+    """A case's events in order, and the codes of the units they concern."""
+    events = list(
+        session.scalars(
+            select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id)
+        )
+    )
+    unit_ids = {e.unit_id for e in events if e.unit_id}
+    codes = {
+        i: c for i, c in session.execute(select(Unit.id, Unit.code).where(Unit.id.in_(unit_ids)))
+    }
+    return events, codes
+
+
+def master_code(session: Session, case: Case) -> str | None:
+    if case.master_id is None:
+        return None
+    return session.scalar(select(Case.code).where(Case.id == case.master_id))

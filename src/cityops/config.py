@@ -73,6 +73,20 @@ class Settings(BaseSettings):
         },
         description="JSON: indicator → weight for the composite score",
     )
+    # Telemetry and alarms.
+    telemetry_batch_max: int = Field(default=10_000, ge=1, le=100_000)
+    telemetry_future_tolerance_s: int = Field(
+        default=300, ge=0, le=86_400, description="reject readings stamped further ahead"
+    )
+    telemetry_retention_months: int = Field(
+        default=13, ge=1, le=240, description="readings older than this are dropped"
+    )
+    mqtt_url: str = Field(default="mqtt://127.0.0.1:1883", description="broker for cityops ingest")
+    mqtt_topic: str = "cityops/+/telemetry"
+    mqtt_share_group: str = Field(default="cityops", pattern=r"^[A-Za-z0-9_-]+$")
+    mqtt_batch: int = Field(
+        default=20, ge=1, le=65_535, description="messages per commit (≤ broker max_inflight)"
+    )
     # Single sign-on (OpenID Connect); off unless an issuer is set.
     oidc_issuer: str | None = None
     oidc_client_id: str = ""

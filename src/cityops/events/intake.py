@@ -57,6 +57,8 @@ class Report:
 
 
 def allowed_sources(principal: Principal) -> frozenset[Source]:
+    if principal.kind == "system":
+        return frozenset({Source.sensor_alarm})
     if principal.kind == "api_key":
         return (
             frozenset({Source.open311}) if "open311:post" in principal.permissions else frozenset()

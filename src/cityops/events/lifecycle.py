@@ -40,6 +40,8 @@ PROBLEM_REWORKS = 3
 PROBLEM_UNITS = 3
 FEEDBACK_DAYS = 7
 MAX_EXTENSION_H = 720.0
+# Called when a case closes (other domains follow their cases: alarms clear latched alarms).
+ON_CLOSE: list[Callable[[Session, Case, Principal, datetime], None]] = []
 
 
 class Action(StrEnum):
@@ -145,7 +147,7 @@ def _at_level(principal: Principal, case: Case) -> bool:
 def _may(principal: Principal, case: Case, rule: Rule) -> bool:
     if case.level not in rule.levels or not any(principal.can(p) for p in rule.permissions):
         return False
-    if principal.kind != "person":
+    if principal.kind not in ("person", "system"):
         return False
     if (
         rule.who == "level"
@@ -269,6 +271,9 @@ def act(
         attachments.link(session, case, data.evidence, principal, field="evidence")
     evidence = {"evidence": list(data.evidence)} if data.evidence else {}
     ctx.write_event(action.value, before, data.note.strip(), ctx.extra | evidence)
+    if case.state == S.closed.value and before != S.closed.value:
+        for hook in ON_CLOSE:
+            hook(session, case, principal, now)
     for consequence in ctx.followups:
         ctx.unit_id, ctx.positive, state_before = None, None, case.state
         name, note, extra = consequence(ctx)

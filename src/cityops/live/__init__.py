@@ -1,0 +1,1 @@
+"""The live feed: every change worth showing on a screen, in commit order, for every process."""

@@ -1,0 +1,1 @@
+"""Devices and their readings: HTTP and MQTT ingestion, storage, roll-ups, series."""

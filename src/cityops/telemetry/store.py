@@ -1,0 +1,200 @@
+"""Batched writes of readings with their roll-ups and latest values, exactly once.
+
+Both engines load the batch into a temporary staging table in one bulk call (``executemany``
+on SQLite, ``COPY`` on PostgreSQL), then move only the readings not stored before into
+``readings`` and fold those — and only those — into the 1-minute and 1-hour roll-ups and the
+latest values, so a retried batch neither duplicates a reading nor counts it twice.
+
+On PostgreSQL the move is one statement (``INSERT … ON CONFLICT DO NOTHING RETURNING`` feeding
+the roll-up upserts), which stays exact when two workers store the same reading at the same
+moment. SQLite has one writer at a time (ingestion takes the write lock at BEGIN), so there the
+steps run one after another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.orm import Session
+
+from cityops.db import UTCDateTime
+from cityops.telemetry.validate import Row
+
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A reading stored by this batch, with the newest timestamp its series had before."""
+
+    device_id: int
+    metric: str
+    ts: int
+    value: float
+    prior_ts: int | None
+
+
+def store(session: Session, rows: list[Row], now: datetime) -> list[Stored]:
+    if not rows:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        return _store_pg(session, rows, now)
+    return _store_sqlite(session, rows, now)
+
+
+# --- SQLite ---------------------------------------------------------------------------------
+
+_SQLITE_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS reading_stage ("
+    "device_id INTEGER NOT NULL, metric TEXT NOT NULL, ts INTEGER NOT NULL, "
+    "value REAL NOT NULL, PRIMARY KEY (device_id, metric, ts)) WITHOUT ROWID"
+)
+
+
+def _rollup_sql(table: str, width: int, source: str, conflict_tail: str = "") -> str:
+    # The last value of each bucket comes from the row holding the bucket's latest timestamp.
+    return f"""
+        INSERT INTO {table} (device_id, metric, bucket, n, vmin, vmax, vsum, last_ts, last_value)
+        SELECT g.device_id, g.metric, g.bucket, g.n, g.vmin, g.vmax, g.vsum, g.last_ts, s.value
+        FROM (
+            SELECT device_id, metric, ts - ts % {width} AS bucket, count(*) AS n,
+                   min(value) AS vmin, max(value) AS vmax, sum(value) AS vsum, max(ts) AS last_ts
+            FROM {source} GROUP BY device_id, metric, ts - ts % {width}
+        ) AS g
+        JOIN {source} AS s ON s.device_id = g.device_id AND s.metric = g.metric
+                          AND s.ts = g.last_ts
+        WHERE true
+        ON CONFLICT (device_id, metric, bucket) DO UPDATE SET
+            n = {table}.n + excluded.n,
+            vmin = min({table}.vmin, excluded.vmin),
+            vmax = max({table}.vmax, excluded.vmax),
+            vsum = {table}.vsum + excluded.vsum,
+            last_value = CASE WHEN excluded.last_ts >= {table}.last_ts
+                              THEN excluded.last_value ELSE {table}.last_value END,
+            last_ts = max({table}.last_ts, excluded.last_ts){conflict_tail}
+    """
+
+
+_SQLITE_LATEST = text(
+    """
+    INSERT INTO telemetry_latest (device_id, metric, ts, value, received_at)
+    SELECT s.device_id, s.metric, s.ts, s.value, :now
+    FROM reading_stage AS s
+    JOIN (SELECT device_id, metric, max(ts) AS ts FROM reading_stage
+          GROUP BY device_id, metric) AS m
+      ON m.device_id = s.device_id AND m.metric = s.metric AND m.ts = s.ts
+    WHERE true
+    ON CONFLICT (device_id, metric) DO UPDATE SET
+        value = CASE WHEN excluded.ts > telemetry_latest.ts
+                     THEN excluded.value ELSE telemetry_latest.value END,
+        ts = max(telemetry_latest.ts, excluded.ts),
+        received_at = excluded.received_at
+    """
+).bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+def _store_sqlite(session: Session, rows: list[Row], now: datetime) -> list[Stored]:
+    conn = session.connection()
+    conn.exec_driver_sql(_SQLITE_STAGE)
+    conn.exec_driver_sql("DELETE FROM reading_stage")
+    conn.exec_driver_sql("INSERT OR IGNORE INTO reading_stage VALUES (?, ?, ?, ?)", rows)
+    conn.exec_driver_sql(
+        "DELETE FROM reading_stage WHERE EXISTS (SELECT 1 FROM readings AS r "
+        "WHERE r.device_id = reading_stage.device_id AND r.metric = reading_stage.metric "
+        "AND r.ts = reading_stage.ts)"
+    )
+    new = conn.exec_driver_sql(
+        "SELECT s.device_id, s.metric, s.ts, s.value, l.ts FROM reading_stage AS s "
+        "LEFT JOIN telemetry_latest AS l ON l.device_id = s.device_id AND l.metric = s.metric"
+    ).all()
+    if new:
+        conn.exec_driver_sql(
+            "INSERT INTO readings (device_id, metric, ts, value) "
+            "SELECT device_id, metric, ts, value FROM reading_stage"
+        )
+        conn.exec_driver_sql(_rollup_sql("rollups_1m", MINUTE_MS, "reading_stage"))
+        conn.exec_driver_sql(_rollup_sql("rollups_1h", HOUR_MS, "reading_stage"))
+        conn.execute(_SQLITE_LATEST, {"now": now})
+    conn.exec_driver_sql("DELETE FROM reading_stage")
+    return [Stored(r[0], r[1], r[2], r[3], r[4]) for r in new]
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+_PG_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS reading_stage ("
+    "device_id integer NOT NULL, metric varchar(32) NOT NULL, ts bigint NOT NULL, "
+    "value double precision NOT NULL) ON COMMIT DELETE ROWS"
+)
+
+
+def _pg_rollup(table: str, width: int) -> str:
+    return f"""
+    {table}_up AS (
+        INSERT INTO {table} AS t (device_id, metric, bucket, n, vmin, vmax, vsum,
+                                  last_ts, last_value)
+        SELECT device_id, metric, ts - ts % {width}, count(*), min(value), max(value),
+               sum(value), max(ts), (array_agg(value ORDER BY ts DESC))[1]
+        FROM ins GROUP BY device_id, metric, ts - ts % {width}
+        ON CONFLICT (device_id, metric, bucket) DO UPDATE SET
+            n = t.n + excluded.n,
+            vmin = least(t.vmin, excluded.vmin),
+            vmax = greatest(t.vmax, excluded.vmax),
+            vsum = t.vsum + excluded.vsum,
+            last_value = CASE WHEN excluded.last_ts >= t.last_ts
+                              THEN excluded.last_value ELSE t.last_value END,
+            last_ts = greatest(t.last_ts, excluded.last_ts)
+    )"""
+
+
+_PG_MOVE = text(
+    f"""
+    WITH ins AS (
+        INSERT INTO readings (device_id, metric, ts, value)
+        SELECT DISTINCT ON (device_id, metric, ts) device_id, metric, ts, value
+        FROM reading_stage ORDER BY device_id, metric, ts
+        ON CONFLICT DO NOTHING
+        RETURNING device_id, metric, ts, value
+    ),
+    {_pg_rollup("rollups_1m", MINUTE_MS)},
+    {_pg_rollup("rollups_1h", HOUR_MS)},
+    prior AS (
+        SELECT l.device_id, l.metric, l.ts FROM telemetry_latest AS l
+        WHERE (l.device_id, l.metric) IN (SELECT device_id, metric FROM ins)
+    ),
+    latest_up AS (
+        INSERT INTO telemetry_latest AS t (device_id, metric, ts, value, received_at)
+        SELECT DISTINCT ON (device_id, metric) device_id, metric, ts, value, :now
+        FROM ins ORDER BY device_id, metric, ts DESC
+        ON CONFLICT (device_id, metric) DO UPDATE SET
+            value = CASE WHEN excluded.ts > t.ts THEN excluded.value ELSE t.value END,
+            ts = greatest(t.ts, excluded.ts),
+            received_at = excluded.received_at
+    )
+    SELECT ins.device_id, ins.metric, ins.ts, ins.value, prior.ts
+    FROM ins LEFT JOIN prior ON prior.device_id = ins.device_id AND prior.metric = ins.metric
+    """
+).bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+def _store_pg(session: Session, rows: list[Row], now: datetime) -> list[Stored]:
+    from cityops.telemetry import partitions
+
+    partitions.ensure_for(session, (r[2] for r in rows))
+    conn = session.connection()
+    conn.exec_driver_sql(_PG_STAGE)
+    conn.exec_driver_sql("DELETE FROM reading_stage")  # a retried transaction starts clean
+    raw: Any = conn.connection.dbapi_connection  # psycopg's connection: COPY is not DB-API
+    with (
+        raw.cursor() as cur,
+        cur.copy("COPY reading_stage (device_id, metric, ts, value) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
+    new = conn.execute(_PG_MOVE, {"now": now}).all()
+    conn.exec_driver_sql("DELETE FROM reading_stage")
+    return [Stored(r[0], r[1], r[2], r[3], r[4]) for r in new]

@@ -1,0 +1,161 @@
+"""Check each reading on its own: a bad one is rejected with its reason, the rest are kept.
+
+A reading is ``{"device", "metric", "ts", "value"}``; ``{"device", "ts", "values": {metric:
+value, …}}`` carries several metrics of one instant. ``ts`` is an ISO 8601 time with a UTC
+offset, or a number: epoch milliseconds, or epoch seconds when below 10¹¹ (before 1973 in
+milliseconds, after the year 5000 in seconds — so the two cannot be confused).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cityops.telemetry.directory import DeviceInfo
+
+SECONDS_BELOW = 100_000_000_000
+
+
+@dataclass(frozen=True)
+class Rejection:
+    index: int
+    field: str
+    reason: str
+    message: str
+    device: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "device": self.device,
+            "field": self.field,
+            "reason": self.reason,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class Limits:
+    now_ms: int
+    future_ms: int  # latest acceptable timestamp
+    oldest_ms: int  # earliest acceptable timestamp (the retention horizon)
+
+
+Row = tuple[int, str, int, float]  # device id, metric, ts (epoch ms), value
+
+_MESSAGES = {
+    "malformed": "每条读数须为 JSON 对象 / each reading must be a JSON object",
+    "missing": "缺少字段 / missing field",
+    "unknown_device": "未登记的设备 / unknown device",
+    "inactive_device": "设备已停用 / device is deactivated",
+    "forbidden_device": "该密钥不能为此设备上报 / this key may not report for this device",
+    "unknown_metric": "该设备类型没有此指标 / the device type has no such metric",
+    "wrong_type": "数值须为数字 / value must be a number",
+    "not_finite": "数值不能为 NaN 或无穷 / value must be finite",
+    "out_of_range": "数值超出量程 / value outside the sensor's range",
+    "bad_timestamp": "时间格式无效（ISO 8601 带时区或毫秒时间戳）/ "
+    "ts must be ISO 8601 with an offset or epoch milliseconds",
+    "future_timestamp": "时间戳超前过多 / timestamp too far in the future",
+    "too_old": "时间戳早于保存期限 / timestamp older than the retention period",
+}
+
+
+def parse_ts(raw: Any) -> int | None:
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int | float):
+        if not math.isfinite(raw) or raw <= 0:
+            return None
+        return int(raw * 1000) if raw < SECONDS_BELOW else int(raw)
+    if isinstance(raw, str) and 10 <= len(raw) <= 40:
+        try:
+            moment = datetime.fromisoformat(raw)
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            return None
+        return int(moment.timestamp() * 1000)
+    return None
+
+
+def check(
+    items: list[Any],
+    devices: Mapping[str, DeviceInfo],
+    limits: Limits,
+    allowed: Any = None,
+) -> tuple[list[Row], list[Rejection]]:
+    """``allowed(device) -> bool`` restricts which devices the caller may report for."""
+    rows: list[Row] = []
+    rejected: list[Rejection] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            rejected.append(Rejection(index, "reading", "malformed", _MESSAGES["malformed"]))
+            continue
+        code = item.get("device")
+        if not isinstance(code, str) or not code:
+            rejected.append(Rejection(index, "device", "missing", _MESSAGES["missing"]))
+            continue
+        device = devices.get(code)
+        reason = (
+            "unknown_device"
+            if device is None
+            else "inactive_device"
+            if not device.active
+            else "forbidden_device"
+            if allowed is not None and not allowed(device)
+            else None
+        )
+        if reason or device is None:
+            rejected.append(Rejection(index, "device", reason or "", _MESSAGES[reason or ""], code))
+            continue
+        ts = parse_ts(item.get("ts"))
+        if ts is None:
+            reason = "missing" if "ts" not in item else "bad_timestamp"
+            rejected.append(Rejection(index, "ts", reason, _MESSAGES[reason], code))
+            continue
+        if ts > limits.future_ms or ts < limits.oldest_ms:
+            reason = "future_timestamp" if ts > limits.future_ms else "too_old"
+            rejected.append(Rejection(index, "ts", reason, _MESSAGES[reason], code))
+            continue
+        values = item.get("values")
+        if isinstance(values, dict):
+            pairs = list(values.items())
+            prefix = "values."
+        elif "metric" in item:
+            pairs = [(item.get("metric"), item.get("value", _MISSING))]
+            prefix = ""
+        else:
+            rejected.append(Rejection(index, "metric", "missing", _MESSAGES["missing"], code))
+            continue
+        for metric, value in pairs:
+            field = f"{prefix}{metric}" if prefix else "value"
+            problem = _check_value(device, metric, value)
+            if problem:
+                where = "metric" if problem == "unknown_metric" and not prefix else field
+                rejected.append(Rejection(index, where, problem, _MESSAGES[problem], code))
+            else:
+                rows.append((device.id, metric, ts, float(value)))
+    return rows, rejected
+
+
+_MISSING = object()
+
+
+def _check_value(device: DeviceInfo, metric: Any, value: Any) -> str | None:
+    spec = device.metrics.get(metric) if isinstance(metric, str) else None
+    if spec is None:
+        return "unknown_metric"
+    if value is _MISSING or value is None:
+        return "missing"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "wrong_type"
+    if not math.isfinite(value):
+        return "not_finite"
+    if spec.binary and value not in (0, 1):
+        return "out_of_range"
+    if not spec.lo <= value <= spec.hi:
+        return "out_of_range"
+    return None

@@ -31,6 +31,9 @@ ROUTER_MODULES = [
     "cityops.web.views",
     "cityops.events.attachments_api",
     "cityops.open311.api",
+    "cityops.telemetry.api",
+    "cityops.alarms.api",
+    "cityops.live.api",
 ]
 
 

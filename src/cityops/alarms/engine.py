@@ -135,7 +135,9 @@ def on_readings(
                 out += _data_again(rule, stored, devices, states)
             case Kind.composite:
                 out += _composite(session, rule, stored, devices, states)
-    return service.apply(session, out, now)
+    changed = service.apply(session, out, now)
+    session.flush()
+    return changed
 
 
 def _threshold(

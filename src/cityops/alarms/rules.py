@@ -72,7 +72,9 @@ def _check(session: Session, data: dict[str, Any], prefix: str = "") -> None:
             try:
                 catalog.leaf(session, category)
             except (InvalidInput, NotFound):
-                raise bad("case_category", f"未知案件类别 {category!r} / unknown category") from None
+                raise bad(
+                    "case_category", f"未知案件类别 {category!r} / unknown category"
+                ) from None
 
 
 def upsert(session: Session, data: dict[str, Any], now: datetime, prefix: str = "") -> AlarmRule:
@@ -143,9 +145,5 @@ def parse_yaml(text: str) -> list[dict[str, Any]]:
 
 
 def default_rules() -> list[dict[str, Any]]:
-    text = (
-        resources.files("cityops.alarms")
-        .joinpath("data/rules.yaml")
-        .read_text(encoding="utf-8")
-    )
+    text = resources.files("cityops.alarms").joinpath("data/rules.yaml").read_text(encoding="utf-8")
     return parse_yaml(text)

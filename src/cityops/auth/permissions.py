@@ -30,6 +30,12 @@ class Permission(StrEnum):
     cases_verify = "cases:verify"  # 核查
     cases_supervise = "cases:supervise"  # 挂账, 作废, 督办
     evaluation_read = "evaluation:read"
+    # Sensors and alarms.
+    devices_read = "devices:read"  # devices, their status and readings
+    devices_manage = "devices:manage"  # register devices, types, groups; issue device keys
+    alarms_read = "alarms:read"
+    alarms_manage = "alarms:manage"  # acknowledge, clear, comment, assign, shelve
+    rules_manage = "rules:manage"
     # Machine scopes (API keys):
     telemetry_write = "telemetry:write"
     open311_post = "open311:post"
@@ -37,13 +43,17 @@ class Permission(StrEnum):
 
 P = Permission
 _STAFF_READ = frozenset({P.regions_read, P.org_read, P.people_read, P.cases_read})
+_SENSORS = frozenset({P.devices_read, P.alarms_read})
+_OPERATOR = _SENSORS | {P.alarms_manage}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.admin: frozenset(Permission) - {P.telemetry_write, P.open311_post},
     Role.district_commander: _STAFF_READ
+    | _OPERATOR
     | {P.pii_unmask, P.cases_report, P.cases_dispatch, P.cases_supervise, P.evaluation_read},
-    Role.leader: _STAFF_READ | {P.evaluation_read},
+    Role.leader: _STAFF_READ | _SENSORS | {P.evaluation_read},
     Role.shift_leader: _STAFF_READ
+    | _OPERATOR
     | {
         P.pii_unmask,
         P.cases_report,
@@ -53,12 +63,15 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         P.cases_supervise,
         P.evaluation_read,
     },
-    Role.intake_operator: _STAFF_READ | {P.pii_unmask, P.cases_report, P.cases_register},
+    Role.intake_operator: _STAFF_READ
+    | _OPERATOR
+    | {P.pii_unmask, P.cases_report, P.cases_register},
     Role.dispatcher: _STAFF_READ
+    | _OPERATOR
     | {P.pii_unmask, P.cases_report, P.cases_register, P.cases_dispatch, P.cases_verify},
-    Role.handler: _STAFF_READ | {P.cases_report, P.cases_handle},
-    Role.inspector: _STAFF_READ | {P.cases_report, P.cases_verify},
-    Role.grid_worker: _STAFF_READ | {P.cases_report, P.cases_verify},
+    Role.handler: _STAFF_READ | _OPERATOR | {P.cases_report, P.cases_handle},
+    Role.inspector: _STAFF_READ | _SENSORS | {P.cases_report, P.cases_verify},
+    Role.grid_worker: _STAFF_READ | _SENSORS | {P.cases_report, P.cases_verify},
     Role.citizen: frozenset({P.regions_read, P.cases_report, P.cases_read}),
     Role.device: frozenset(),  # a machine's permissions are its API key's scopes
 }

@@ -96,9 +96,12 @@ def loop(
     interval_s: float,
     stop: threading.Event,
     channels: Mapping[str, Channel] | None = None,
+    retention_months: int = 13,
 ) -> None:
     """Run until ``stop`` is set: the body of ``cityops worker`` and of the demo's thread —
-    clock steps, then delivery of the messages they and people's actions queued."""
+    clock steps, alarm duties (no-data rules, expired shelving, telemetry retention), then
+    delivery of the messages they and people's actions queued."""
+    from cityops.alarms import jobs as alarm_jobs
     from cityops.notify import service as notify
     from cityops.notify.channels import from_settings
 
@@ -108,6 +111,9 @@ def loop(
             tally = run_due(factory)
             if tally.total:
                 log.info("clock steps: %s", tally.steps)
+            duties = alarm_jobs.run(factory, retention_months)
+            if any(duties.values()):
+                log.info("alarm duties: %s", duties)
             sent = notify.deliver_due(factory, channels)
             if any(sent.values()):
                 log.info("messages: %s", sent)

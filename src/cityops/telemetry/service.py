@@ -88,6 +88,10 @@ def get_group(session: Session, code: str) -> DeviceGroup:
     return group
 
 
+def list_groups(session: Session) -> list[DeviceGroup]:
+    return list(session.scalars(select(DeviceGroup).order_by(DeviceGroup.code)))
+
+
 def create_group(session: Session, code: str, name: str) -> DeviceGroup:
     if session.scalar(select(DeviceGroup.id).where(DeviceGroup.code == code)):
         raise Conflict(f"设备分组 {code} 已存在 / group exists", field="code")
@@ -243,6 +247,15 @@ def list_devices(
             continue
         rows.append(DeviceRow(device, group_code, last, online))
     return len(rows), rows[offset : offset + limit]
+
+
+def device_row(session: Session, device: Device, now: datetime) -> DeviceRow:
+    group = session.get(DeviceGroup, device.group_id) if device.group_id else None
+    seen = session.scalar(select(func.max(Latest.received_at)).where(Latest.device_id == device.id))
+    kind = session.get(DeviceType, device.type_code)
+    after = timedelta(seconds=kind.offline_after_s if kind else 3600)
+    online = device.active and seen is not None and seen >= now - after
+    return DeviceRow(device, group.code if group else None, seen, online)
 
 
 # --- readings -------------------------------------------------------------------------------

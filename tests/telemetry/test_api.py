@@ -1,0 +1,143 @@
+"""HTTP ingestion and device APIs: keys per device and per group, partial acceptance, limits,
+series and latest values, online / offline status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cityops.db import utcnow
+from cityops.telemetry.models import Reading
+from tests.telemetry.conftest import Kit
+
+
+def now_ms(minutes: float = 0) -> int:
+    return int((utcnow() + timedelta(minutes=minutes)).timestamp() * 1000)
+
+
+def test_device_key_posts_for_its_device_only(
+    client: TestClient, anon: TestClient, session: Session, kit: Kit
+) -> None:
+    g = kit.codes["gnss"]
+    r = client.post(f"/api/v1/devices/{g}/api-keys", json={})
+    assert r.status_code == 201, r.text
+    key = {"X-API-Key": r.json()["key"]}
+    assert r.json()["restrict"] == {"device": g}
+    batch = [
+        {"device": g, "metric": "disp_mm", "ts": now_ms(-2), "value": 3.2},
+        {"device": g, "ts": now_ms(-1), "values": {"disp_mm": 3.4, "disp_v_mm": -0.2}},
+        {"device": kit.codes["rain"], "metric": "rain_mm", "ts": now_ms(-1), "value": 1.0},
+        {"device": g, "metric": "disp_mm", "ts": now_ms(-1), "value": float("inf")},
+    ]
+    body = __import__("json").dumps(batch)  # Infinity is what a careless device sends
+    r = anon.post("/api/v1/telemetry", content=body, headers=key)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert (out["received"], out["stored"], out["rejected_count"]) == (4, 3, 2)
+    assert {(x["index"], x["reason"]) for x in out["rejected"]} == {
+        (2, "forbidden_device"),
+        (3, "not_finite"),
+    }
+    assert session.scalar(select(func.count()).select_from(Reading)) == 3
+
+
+def test_group_key_covers_the_gateway_devices(
+    client: TestClient, anon: TestClient, kit: Kit
+) -> None:
+    r = client.post("/api/v1/device-groups/T-GW/api-keys", json={"name": "边坡网关"})
+    key = {"X-API-Key": r.json()["key"]}
+    batch = [
+        {"device": kit.codes["gnss"], "metric": "disp_mm", "ts": now_ms(-1), "value": 1.0},
+        {"device": kit.codes["crack"], "metric": "crack_mm", "ts": now_ms(-1), "value": 2.0},
+        {"device": kit.codes["hydrant"], "metric": "pressure_mpa", "ts": now_ms(-1), "value": 0.3},
+    ]
+    out = anon.post("/api/v1/telemetry", json=batch, headers=key).json()
+    assert out["stored"] == 2 and out["rejected"][0]["reason"] == "forbidden_device"
+
+
+def test_bad_bodies_get_clear_errors(
+    anon: TestClient, credentials: dict[str, str], kit: Kit
+) -> None:
+    key = {"X-API-Key": credentials["(API key)"]}
+    r = anon.post("/api/v1/telemetry", content=b"{not json", headers=key)
+    assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "body"
+    r = anon.post("/api/v1/telemetry", json="hello", headers=key)
+    assert r.status_code == 422
+    too_many = [{"device": "x", "metric": "m", "ts": 1, "value": 1}] * 10_001
+    r = anon.post("/api/v1/telemetry", json=too_many, headers=key)
+    assert r.status_code == 413 and "10000" in r.json()["error"]["message"]
+    # One reading as an object is a batch of one.
+    one = {"device": kit.codes["rain"], "metric": "rain_mm", "ts": now_ms(-1), "value": 0.5}
+    assert anon.post("/api/v1/telemetry", json=one, headers=key).json()["stored"] == 1
+
+
+def test_people_cannot_post_readings(
+    login: Callable[[str], dict[str, str]], anon: TestClient
+) -> None:
+    r = anon.post("/api/v1/telemetry", json=[], headers=login("demo-admin"))
+    assert r.status_code == 403
+
+
+def test_devices_series_and_latest(
+    client: TestClient, anon: TestClient, credentials: dict[str, str], kit: Kit
+) -> None:
+    key = {"X-API-Key": credentials["(API key)"]}
+    g = kit.codes["gnss"]
+    batch = [
+        {"device": g, "metric": "disp_mm", "ts": now_ms(-60 + i), "value": float(i)}
+        for i in range(60)
+    ]
+    assert anon.post("/api/v1/telemetry", json=batch, headers=key).json()["stored"] == 60
+
+    devices = client.get("/api/v1/devices", params={"site": "T-SITE"}).json()
+    status = {d["code"]: d["online"] for d in devices["items"]}
+    assert status == {g: True, kit.codes["rain"]: False, kit.codes["crack"]: False}
+    offline = client.get("/api/v1/devices", params={"status": "offline", "site": "T-SITE"})
+    assert {d["code"] for d in offline.json()["items"]} == {kit.codes["rain"], kit.codes["crack"]}
+
+    start = (utcnow() - timedelta(minutes=61)).isoformat()
+    end = utcnow().isoformat()
+    r = client.get(
+        f"/api/v1/devices/{g}/series",
+        params={"metric": "disp_mm", "from": start, "to": end, "points": 10, "resolution": "raw"},
+    )
+    assert r.status_code == 200, r.text
+    points = r.json()["points"]
+    assert sum(p["n"] for p in points) == 60 and len(points) <= 10
+    assert points[-1]["last"] == 59.0
+    r = client.get(
+        f"/api/v1/devices/{g}/series", params={"metric": "disp_mm", "from": end, "to": start}
+    )
+    assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "to"
+
+    latest = client.get("/api/v1/telemetry/latest", params={"device": g}).json()
+    assert latest[0]["values"][0]["value"] == 59.0
+    area = client.get("/api/v1/telemetry/latest", params={"region": kit.grid.code[:9]}).json()
+    assert g in {d["device"] for d in area}
+
+
+def test_register_and_edit_devices(client: TestClient, kit: Kit) -> None:
+    body = {
+        "code": "T-NOISE-1",
+        "type": "noise",
+        "name": "工地噪声",
+        "lat": kit.grid.center_lat,
+        "lon": kit.grid.center_lon,
+        "site": "T-SITE",
+    }
+    r = client.post("/api/v1/devices", json=body)
+    assert r.status_code == 201 and r.json()["region_code"] == kit.grid.code
+    assert client.post("/api/v1/devices", json=body).status_code == 409
+    r = client.post("/api/v1/devices", json=body | {"code": "T-2", "type": "nope"})
+    assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "type"
+    r = client.post("/api/v1/devices", json=body | {"code": "T-3", "lat": 40.0})
+    assert r.status_code == 422  # outside the district
+    r = client.patch("/api/v1/devices/T-NOISE-1", json={"active": False, "name": "停用"})
+    assert r.json()["active"] is False and r.json()["name"] == "停用"
+    assert client.get("/api/v1/devices/NOPE").status_code == 404
+    types = client.get("/api/v1/device-types").json()
+    assert {"gnss", "rain", "bus_gps"} <= {t["code"] for t in types}

@@ -183,6 +183,80 @@ EXAMPLES: dict[tuple[str, str], Callable[[Ids, str], Call]] = {
     ("GET", "/api/v1/attachments/{attachment_id}"): lambda i, p: Call(
         f"/api/v1/attachments/{i['attachment']}"
     ),
+    # Sensors and alarms.
+    ("POST", "/api/v1/telemetry"): lambda i, p: Call(
+        "/api/v1/telemetry",
+        json=[{"device": "M-HYD-A", "metric": "pressure_mpa", "ts": i["ts"], "value": 0.3}],
+    ),
+    ("GET", "/api/v1/device-types"): lambda i, p: Call("/api/v1/device-types"),
+    ("PUT", "/api/v1/device-types"): lambda i, p: Call(
+        "/api/v1/device-types",
+        json={"types": [{"code": "m-type", "name": "测试", "metrics": [{"name": "v"}]}]},
+    ),
+    ("GET", "/api/v1/device-groups"): lambda i, p: Call("/api/v1/device-groups"),
+    ("POST", "/api/v1/device-groups"): lambda i, p: Call(
+        "/api/v1/device-groups", json={"code": "M-GW-2", "name": "网关"}
+    ),
+    ("GET", "/api/v1/devices"): lambda i, p: Call("/api/v1/devices"),
+    ("POST", "/api/v1/devices"): lambda i, p: Call(
+        "/api/v1/devices",
+        json={"code": "M-NEW", "type": "noise", "name": "噪声", "lat": i["lat"], "lon": i["lon"]},
+    ),
+    ("GET", "/api/v1/devices/{code}"): lambda i, p: Call("/api/v1/devices/M-HYD-A"),
+    ("PATCH", "/api/v1/devices/{code}"): lambda i, p: Call(
+        "/api/v1/devices/M-HYD-A", json={"model": "PX-2"}
+    ),
+    ("POST", "/api/v1/devices/{code}/api-keys"): lambda i, p: Call(
+        "/api/v1/devices/M-HYD-A/api-keys", json={}
+    ),
+    ("POST", "/api/v1/device-groups/{code}/api-keys"): lambda i, p: Call(
+        "/api/v1/device-groups/M-GW/api-keys", json={}
+    ),
+    ("GET", "/api/v1/devices/{code}/series"): lambda i, p: Call(
+        "/api/v1/devices/M-HYD-A/series",
+        {"metric": "pressure_mpa", "from": "2026-01-01T00:00:00+08:00", "to": i["to"]},
+    ),
+    ("GET", "/api/v1/telemetry/latest"): lambda i, p: Call(
+        "/api/v1/telemetry/latest", {"device": "M-HYD-A"}
+    ),
+    ("GET", "/api/v1/alarm-rules"): lambda i, p: Call("/api/v1/alarm-rules"),
+    ("POST", "/api/v1/alarm-rules"): lambda i, p: Call(
+        "/api/v1/alarm-rules",
+        json={
+            "code": "m-new",
+            "name": "测试",
+            "kind": "no_data",
+            "scope": "device_type",
+            "scope_value": "noise",
+            "params": {"after_s": 600},
+            "severity": "minor",
+        },
+    ),
+    ("GET", "/api/v1/alarm-rules/{code}"): lambda i, p: Call("/api/v1/alarm-rules/m-low"),
+    ("PATCH", "/api/v1/alarm-rules/{code}"): lambda i, p: Call(
+        "/api/v1/alarm-rules/m-low", json={"severity": "major"}
+    ),
+    ("GET", "/api/v1/alarms"): lambda i, p: Call("/api/v1/alarms"),
+    ("GET", "/api/v1/alarms/{alarm_id}"): lambda i, p: Call(f"/api/v1/alarms/{i['alarm']}"),
+    ("POST", "/api/v1/alarms/{alarm_id}/ack"): lambda i, p: Call(
+        f"/api/v1/alarms/{i['alarm']}/ack", json={"note": "收到"}
+    ),
+    ("POST", "/api/v1/alarms/{alarm_id}/clear"): lambda i, p: Call(
+        f"/api/v1/alarms/{i['latched']}/clear", json={}
+    ),
+    ("POST", "/api/v1/alarms/{alarm_id}/comment"): lambda i, p: Call(
+        f"/api/v1/alarms/{i['alarm']}/comment", json={"note": "跟进"}
+    ),
+    ("POST", "/api/v1/alarms/{alarm_id}/assign"): lambda i, p: Call(
+        f"/api/v1/alarms/{i['alarm']}/assign", json={"person_id": None}
+    ),
+    ("POST", "/api/v1/alarms/{alarm_id}/shelve"): lambda i, p: Call(
+        f"/api/v1/alarms/{i['alarm']}/shelve", json={"minutes": 10, "reason": "检修"}
+    ),
+    ("POST", "/api/v1/alarms/{alarm_id}/unshelve"): lambda i, p: Call(
+        f"/api/v1/alarms/{i['alarm']}/unshelve", json={}
+    ),
+    ("GET", "/api/v1/feed"): lambda i, p: Call("/api/v1/feed"),
 }
 
 
@@ -247,13 +321,73 @@ def _ids(session: Session, attachments_dir: Path) -> Ids:
         session, level="district", unit_code="DEPT-08", category_code="DZ"
     )
     session.flush()
-    return {
+    sensors = _sensors(session)
+    return sensors | {
         "citizen": citizen,
         "key": key,
         "case": int(case.code or 0),
         "attachment": attachment.id,
         "message": message.id,
         "rule": rule.id,
+    }
+
+
+def _sensors(session: Session) -> Ids:
+    """Two hydrant sensors in GRID, a latched low-pressure rule: M-HYD-A in alarm (shelved),
+    M-HYD-B in alarm with its pressure back to normal (a person may clear it)."""
+    from datetime import timedelta
+
+    from cityops.alarms import rules
+    from cityops.alarms import service as alarms
+    from cityops.geo.models import Region
+    from cityops.telemetry import service as devices
+    from cityops.telemetry.directory import DIRECTORY
+    from cityops.telemetry.ingest import ingest
+
+    now = utcnow()
+    grid = session.scalar(select(Region).where(Region.code == GRID))
+    assert grid is not None
+    devices.load_types(session, devices.default_types(), now)
+    devices.create_group(session, "M-GW", "网关")
+    for code in ("M-HYD-A", "M-HYD-B"):
+        devices.create_device(
+            session,
+            devices.DeviceInput(code, "hydrant", code, grid.center_lat, grid.center_lon),
+            now,
+        )
+    DIRECTORY.invalidate()
+    rules.upsert(
+        session,
+        {
+            "code": "m-low",
+            "name": "压力低",
+            "kind": "threshold",
+            "scope": "device_type",
+            "scope_value": "hydrant",
+            "metric": "pressure_mpa",
+            "params": {"op": "below", "value": 0.1},
+            "severity": "critical",
+            "latch": True,
+        },
+        now,
+    )
+    stamp = int((now - timedelta(minutes=5)).timestamp() * 1000)
+    readings = [
+        {"device": "M-HYD-A", "metric": "pressure_mpa", "ts": stamp, "value": 0.01},
+        {"device": "M-HYD-B", "metric": "pressure_mpa", "ts": stamp, "value": 0.01},
+        {"device": "M-HYD-B", "metric": "pressure_mpa", "ts": stamp + 60_000, "value": 0.3},
+    ]
+    first, latched = ingest(session, readings, now).alarms[:2]
+    reader = Principal("person", 0, "值班", frozenset({"admin"}), permissions_of({"admin"}), "")
+    alarms.shelve(session, alarms.get(session, first), reader, now, 30, "检修")
+    session.flush()
+    return {
+        "alarm": first,
+        "latched": latched,
+        "ts": stamp + 120_000,
+        "lat": grid.center_lat,  # type: ignore[dict-item]
+        "lon": grid.center_lon,  # type: ignore[dict-item]
+        "to": now.isoformat(),  # type: ignore[dict-item]
     }
 
 

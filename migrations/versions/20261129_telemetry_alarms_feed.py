@@ -110,6 +110,7 @@ def upgrade() -> None:
         sa.Column("last_ts", sa.BigInteger(), nullable=False),
         sa.Column("last_value", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("device_id", "metric", "bucket", name=op.f("pk_rollups_1h")),
+        postgresql_with={"fillfactor": 50},
     )
     op.create_table(
         "rollups_1m",
@@ -123,6 +124,7 @@ def upgrade() -> None:
         sa.Column("last_ts", sa.BigInteger(), nullable=False),
         sa.Column("last_value", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("device_id", "metric", "bucket", name=op.f("pk_rollups_1m")),
+        postgresql_with={"fillfactor": 50},
     )
     op.create_table(
         "alarm_rule_states",
@@ -200,6 +202,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("device_id", "metric", name=op.f("pk_telemetry_latest")),
+        postgresql_with={"fillfactor": 50},
     )
     with op.batch_alter_table("telemetry_latest", schema=None) as batch_op:
         batch_op.create_index(

@@ -14,13 +14,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from cityops.alarms import conditions, service
 from cityops.alarms.models import AlarmRule, Kind, RuleState
+from cityops.telemetry import store
 from cityops.telemetry.directory import DeviceInfo
-from cityops.telemetry.models import Device, Latest, Reading
+from cityops.telemetry.models import Device, Latest
 from cityops.telemetry.store import Stored
 
 State = tuple[bool, int | None]  # active, pending since (ms)
@@ -90,24 +91,30 @@ class States:
                 row.updated_at = self.now
 
 
-def step(
-    test: conditions.Threshold, state: State, value: float, ts: int
-) -> tuple[State, bool | None]:
-    """One reading through the machine: the new state and True (raise) / False (back to
-    normal) / None (no change)."""
-    active, pending = state
-    if active:
-        return ((False, None), False) if test.off(value) else (state, None)
-    if not test.on(value):
-        return NORMAL, None
-    since = pending if pending is not None else ts
-    if ts - since >= test.duration_ms:
-        return (True, None), True
-    return (False, since), None
-
-
 def enabled_rules(session: Session) -> list[AlarmRule]:
     return list(session.scalars(select(AlarmRule).where(AlarmRule.enabled.is_(True))))
+
+
+class Batch:
+    """The batch's stored readings, indexed by series on first need (most batches raise
+    nothing and never need it): each series' readings newer than what it had before the
+    batch, oldest first."""
+
+    def __init__(self, stored: list[Stored]) -> None:
+        self.stored = stored
+        self._index: dict[tuple[int, str], list[Stored]] | None = None
+
+    def series(self, device_id: int, metric: str) -> list[Stored]:
+        if self._index is None:
+            index: dict[tuple[int, str], list[Stored]] = defaultdict(list)
+            for r in self.stored:
+                if r.prior_ts is None or r.ts > r.prior_ts:
+                    index[(r.device_id, r.metric)].append(r)
+            for rows in index.values():
+                if len(rows) > 1:
+                    rows.sort(key=lambda r: r.ts)
+            self._index = index
+        return self._index.get((device_id, metric), [])
 
 
 def on_readings(
@@ -116,21 +123,14 @@ def on_readings(
     rules = enabled_rules(session)
     if not rules:
         return []
-    series: dict[tuple[int, str], list[Stored]] = defaultdict(list)
-    for r in stored:
-        if r.prior_ts is None or r.ts > r.prior_ts:
-            series[(r.device_id, r.metric)].append(r)
-    for rows in series.values():
-        rows.sort(key=lambda r: r.ts)
+    batch = Batch(stored)
     states = States(session, (r.id for r in rules))
     states.now = now
     out: list[Transition] = []
     for rule in rules:
         match rule.kind:
-            case Kind.threshold:
-                out += _threshold(rule, series, devices, states)
-            case Kind.rate:
-                out += _rate(session, rule, series, devices, states)
+            case Kind.threshold | Kind.rate:
+                out += _per_reading(session, rule, batch, devices, states)
             case Kind.no_data:
                 out += _data_again(rule, stored, devices, states)
             case Kind.composite:
@@ -140,98 +140,112 @@ def on_readings(
     return changed
 
 
-def _threshold(
-    rule: AlarmRule,
-    series: dict[tuple[int, str], list[Stored]],
-    devices: dict[int, DeviceInfo],
-    states: States,
-) -> list[Transition]:
-    test = conditions.threshold(rule.params)
-    out = []
-    for (device_id, metric), rows in series.items():
-        device = devices.get(device_id)
-        if metric != rule.metric or device is None or not applies(rule, device):
-            continue
-        source = source_of(device)
-        state = states.get(rule.id, source)
-        for r in rows:
-            state, change = step(test, state, r.value, r.ts)
-            if change is not None:
-                out.append(
-                    Transition(
-                        rule,
-                        source,
-                        change,
-                        r.value,
-                        r.ts,
-                        f"{device.code} {metric} = {r.value:g}（{test.describe()}）",
-                        device=device,
-                        site=device.site,
-                    )
-                )
-        states.put(rule.id, source, state)
-    return out
-
-
-def _rate(
+def _involved(
     session: Session,
     rule: AlarmRule,
-    series: dict[tuple[int, str], list[Stored]],
+    test: conditions.Threshold,
+    window: int | None,
+    devices: dict[int, DeviceInfo],
+    states: States,
+) -> set[int]:
+    """The devices whose readings could change the rule's conclusion: those with a reading
+    meeting the condition (found in SQL, against the batch's staging table) and those already
+    pending or active. Everything else stays normal without a look from Python."""
+    sign = ">" if test.op == "above" else "<"
+    if window is None:
+        sql = f"SELECT DISTINCT device_id FROM reading_stage WHERE metric = :m AND value {sign} :v"
+    else:
+        sql = f"""
+            SELECT DISTINCT device_id FROM (
+                SELECT s.device_id, s.value - (
+                    SELECT r.value FROM readings AS r WHERE r.device_id = s.device_id
+                    AND r.metric = s.metric AND r.ts >= s.ts - :w ORDER BY r.ts LIMIT 1
+                ) AS d
+                FROM reading_stage AS s WHERE s.metric = :m
+            ) AS x WHERE d {sign} :v
+        """
+    found = set(
+        session.connection()
+        .execute(text(sql), {"m": rule.metric, "v": test.value, "w": window})
+        .scalars()
+    )
+    held = {source[7:] for (rule_id, source) in states.rows if rule_id == rule.id}
+    if held:
+        by_code = {d.code: d.id for d in devices.values()}
+        found |= {by_code[code] for code in held if code in by_code}
+    return found
+
+
+def _per_reading(
+    session: Session,
+    rule: AlarmRule,
+    batch: Batch,
     devices: dict[int, DeviceInfo],
     states: States,
 ) -> list[Transition]:
+    """Threshold on the value itself, or — for a rate rule — on its change since the oldest
+    reading inside the window ending at it."""
     test = conditions.threshold(rule.params)
-    window = conditions.window_ms(rule.params)
-    mine = {
-        key: rows
-        for key, rows in series.items()
-        if key[1] == rule.metric and key[0] in devices and applies(rule, devices[key[0]])
-    }
-    if not mine:
+    rate = rule.kind == Kind.rate
+    window = conditions.window_ms(rule.params) if rate else None
+    metric = str(rule.metric)
+    involved = [
+        devices[i]
+        for i in _involved(session, rule, test, window, devices, states)
+        if i in devices and applies(rule, devices[i])
+    ]
+    if not involved:
         return []
-    lo = min(rows[0].ts for rows in mine.values()) - window
-    hi = max(rows[-1].ts for rows in mine.values())
-    history: dict[int, list[tuple[int, float]]] = defaultdict(list)
-    for device_id, ts, value in session.execute(
-        select(Reading.device_id, Reading.ts, Reading.value)
-        .where(
-            Reading.metric == rule.metric,
-            Reading.device_id.in_(sorted(k[0] for k in mine)),
-            Reading.ts.between(lo, hi),
-        )
-        .order_by(Reading.device_id, Reading.ts)
-    ):
-        history[device_id].append((ts, value))
+    starts: dict[tuple[int, int], tuple[int, float]] = {}
+    if window is not None:
+        starts = store.window_starts(session, metric, window, [d.id for d in involved])
+    minutes = (window or 0) // 60_000
+    on, off = test.on, test.off
     out = []
-    minutes = window // 60_000
-    for (device_id, metric), rows in mine.items():
-        device = devices[device_id]
-        source = source_of(device)
-        state = states.get(rule.id, source)
-        past = history[device_id]
-        start = 0
-        for r in rows:
-            while start < len(past) and past[start][0] < r.ts - window:
-                start += 1
-            if start >= len(past) or past[start][0] >= r.ts:
-                continue  # nothing earlier inside the window to compare with
-            delta = r.value - past[start][1]
-            state, change = step(test, state, delta, r.ts)
-            if change is not None:
-                out.append(
-                    Transition(
-                        rule,
-                        source,
-                        change,
-                        delta,
-                        r.ts,
-                        f"{device.code} {metric} {minutes} 分钟变化 {delta:+g}"
-                        f"（{test.describe()}）",
-                        device=device,
-                        site=device.site,
-                    )
+    for device in involved:
+        source = f"device:{device.code}"
+        before = states.get(rule.id, source)
+        active, pending = before
+        for r in batch.series(device.id, metric):
+            if window is not None:
+                start = starts.get((r.device_id, r.ts))
+                if start is None or start[0] >= r.ts:
+                    continue  # nothing earlier inside the window to compare with
+                value = r.value - start[1]
+            else:
+                value = r.value
+            if active:
+                if not off(value):
+                    continue
+                active, pending, change = False, None, False
+            elif not on(value):
+                pending = None
+                continue
+            else:
+                since = pending if pending is not None else r.ts
+                if r.ts - since < test.duration_ms:
+                    pending = since
+                    continue
+                active, pending, change = True, None, True
+            what = (
+                f"{device.code} {metric} {minutes} 分钟变化 {value:+g}"
+                if rate
+                else f"{device.code} {metric} = {value:g}"
+            )
+            out.append(
+                Transition(
+                    rule,
+                    source,
+                    change,
+                    value,
+                    r.ts,
+                    f"{what}（{test.describe()}）",
+                    device=device,
+                    site=device.site,
                 )
-        states.put(rule.id, source, state)
+            )
+        if (active, pending) != before:
+            states.put(rule.id, source, (active, pending))
     return out
 
 
@@ -240,7 +254,9 @@ def _data_again(
 ) -> list[Transition]:
     """A device silent long enough raised a no-data alarm (the worker does that); its next
     reading clears it."""
-    out = []
+    out: list[Transition] = []
+    if not any(rule_id == rule.id and row.active for (rule_id, _s), row in states.rows.items()):
+        return out
     seen = {r.device_id: r for r in stored}
     for device_id, r in seen.items():
         device = devices.get(device_id)

@@ -1,9 +1,10 @@
 """Batched writes of readings with their roll-ups and latest values, exactly once.
 
-Both engines load the batch into a temporary staging table in one bulk call (``executemany``
-on SQLite, ``COPY`` on PostgreSQL), then move only the readings not stored before into
-``readings`` and fold those — and only those — into the 1-minute and 1-hour roll-ups and the
-latest values, so a retried batch neither duplicates a reading nor counts it twice.
+Both engines load the batch into a temporary staging table (kept until the transaction ends)
+in one bulk call (``executemany`` on SQLite, ``COPY`` on PostgreSQL), then move only the
+readings not stored before into ``readings`` and fold those — and only those — into the
+1-minute and 1-hour roll-ups and the latest values, so a retried batch neither duplicates a
+reading nor counts it twice.
 
 On PostgreSQL the move is one statement (``INSERT … ON CONFLICT DO NOTHING RETURNING`` feeding
 the roll-up upserts), which stays exact when two workers store the same reading at the same
@@ -13,9 +14,8 @@ steps run one after another.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
@@ -27,8 +27,7 @@ MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 
 
-@dataclass(frozen=True)
-class Stored:
+class Stored(NamedTuple):
     """A reading stored by this batch, with the newest timestamp its series had before."""
 
     device_id: int
@@ -44,6 +43,28 @@ def store(session: Session, rows: list[Row], now: datetime) -> list[Stored]:
     if session.get_bind().dialect.name == "postgresql":
         return _store_pg(session, rows, now)
     return _store_sqlite(session, rows, now)
+
+
+def window_starts(
+    session: Session, metric: str, window_ms: int, device_ids: list[int]
+) -> dict[tuple[int, int], tuple[int, float]]:
+    """For each reading of ``metric`` in the batch being stored (the staging table lives until
+    the transaction ends): the oldest stored reading of its series inside the window ending at
+    it — one index seek each, however often the device reports."""
+    rows = session.connection().execute(
+        text(
+            """
+            SELECT s.device_id, s.ts,
+              (SELECT r.ts FROM readings AS r WHERE r.device_id = s.device_id
+                 AND r.metric = s.metric AND r.ts >= s.ts - :w ORDER BY r.ts LIMIT 1),
+              (SELECT r.value FROM readings AS r WHERE r.device_id = s.device_id
+                 AND r.metric = s.metric AND r.ts >= s.ts - :w ORDER BY r.ts LIMIT 1)
+            FROM reading_stage AS s WHERE s.metric = :m AND s.device_id IN :ids
+            """
+        ).bindparams(bindparam("ids", expanding=True)),
+        {"m": metric, "w": window_ms, "ids": device_ids},
+    )
+    return {(d, t): (t0, v0) for d, t, t0, v0 in rows if t0 is not None}
 
 
 # --- SQLite ---------------------------------------------------------------------------------
@@ -119,8 +140,7 @@ def _store_sqlite(session: Session, rows: list[Row], now: datetime) -> list[Stor
         conn.exec_driver_sql(_rollup_sql("rollups_1m", MINUTE_MS, "reading_stage"))
         conn.exec_driver_sql(_rollup_sql("rollups_1h", HOUR_MS, "reading_stage"))
         conn.execute(_SQLITE_LATEST, {"now": now})
-    conn.exec_driver_sql("DELETE FROM reading_stage")
-    return [Stored(r[0], r[1], r[2], r[3], r[4]) for r in new]
+    return [Stored(*r) for r in new]
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------
@@ -196,5 +216,4 @@ def _store_pg(session: Session, rows: list[Row], now: datetime) -> list[Stored]:
         for row in rows:
             copy.write_row(row)
     new = conn.execute(_PG_MOVE, {"now": now}).all()
-    conn.exec_driver_sql("DELETE FROM reading_stage")
-    return [Stored(r[0], r[1], r[2], r[3], r[4]) for r in new]
+    return [Stored(*r) for r in new]

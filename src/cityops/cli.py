@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cityops.config import Settings, SettingsError, get_settings
+from cityops.telemetry import cli as telemetry_cli
 
 # No locals in tracebacks: they would print database URLs with their passwords.
 app = typer.Typer(
@@ -369,6 +370,7 @@ def _register_users() -> None:
 
 
 _register_users()
+telemetry_cli.register(app, _settings)
 
 
 def main() -> None:

@@ -149,3 +149,13 @@ def test_policy_limits_follow_settings() -> None:
     policy = Policy.from_settings(Settings(telemetry_future_tolerance_s=10))
     limits = policy.limits(NOW)
     assert limits.future_ms - limits.now_ms == 10_000
+
+
+def test_numbers_too_large_for_a_float_are_rejected(session: Session, kit: Kit) -> None:
+    g = kit.codes["gnss"]
+    batch = [r(g, "disp_mm", ms(0), 10**400), r(g, "disp_mm", 10**400, 1.0)]
+    result = ingest(session, batch, NOW)
+    assert [(x.field, x.reason) for x in result.rejected] == [
+        ("value", "not_finite"),
+        ("ts", "bad_timestamp"),
+    ]

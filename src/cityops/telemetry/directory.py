@@ -64,14 +64,23 @@ class Directory:
 
     def lookup(self, session: Session, codes: Iterable[str]) -> dict[str, DeviceInfo]:
         wanted = set(codes)
+        # The database is asked outside the lock: a thread waiting for the database (on SQLite,
+        # for the write lock another thread holds) must not block threads that only read.
         with self._lock:
-            if time.monotonic() - self._loaded_at > self.ttl_s:
-                self._by_code = _load(session, None)
-                self._loaded_at = time.monotonic()
-            missing = wanted - self._by_code.keys()
-            if missing:
-                self._by_code.update(_load(session, missing))
-            return {c: self._by_code[c] for c in wanted if c in self._by_code}
+            stale = time.monotonic() - self._loaded_at > self.ttl_s
+            known = self._by_code
+        if stale:
+            known = _load(session, None)
+            with self._lock:
+                self._by_code, self._loaded_at = known, time.monotonic()
+        missing = wanted - known.keys()
+        if missing:
+            found = _load(session, missing)
+            if found:
+                with self._lock:
+                    self._by_code = {**self._by_code, **found}
+                    known = self._by_code
+        return {c: known[c] for c in wanted if c in known}
 
 
 def _load(session: Session, codes: set[str] | None) -> dict[str, DeviceInfo]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from cityops.telemetry import store
@@ -74,6 +75,23 @@ def restriction(restrict: dict[str, str]) -> Callable[[DeviceInfo], bool] | None
     return None
 
 
+_LOCK = text(
+    "SELECT count(pg_advisory_xact_lock(k)) FROM "
+    "(SELECT k FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k OFFSET 0) AS s"
+)
+LOCK_SPACE = 0x43_4F_00_00_00_00  # keeps these keys apart from other advisory-lock users
+
+
+def _lock_devices(session: Session, device_ids: set[int]) -> None:
+    """PostgreSQL: one transaction lock per device, taken in one order by every writer, so
+    two writers never store and evaluate readings of the same device at the same moment.
+    Without it, a series' previous timestamp (read in the storing statement's snapshot) and
+    the rule states (read by a later statement that sees the other writer's commit) could
+    disagree, and a late reading would be evaluated as new against the newer state. SQLite
+    needs none: ingestion holds its single write lock from BEGIN."""
+    session.execute(_LOCK, {"keys": sorted(LOCK_SPACE + i for i in device_ids)})
+
+
 def ingest(
     session: Session,
     items: list[Any],
@@ -88,6 +106,8 @@ def ingest(
     devices = directory.lookup(session, codes)
     rows, rejected = check(items, devices, policy.limits(now), allowed)
     result = Result(received=len(items), rejected=rejected)
+    if rows and session.get_bind().dialect.name == "postgresql":
+        _lock_devices(session, {r[0] for r in rows})
     stored = store.store(session, rows, now)
     result.stored = len(stored)
     result.duplicates = len(rows) - len(stored)

@@ -63,11 +63,18 @@ _MESSAGES = {
 }
 
 
+def _finite(number: float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 def parse_ts(raw: Any) -> int | None:
     if isinstance(raw, bool):
         return None
     if isinstance(raw, int | float):
-        if not math.isfinite(raw) or raw <= 0:
+        if not _finite(raw) or raw <= 0 or raw > 1e15:
             return None
         return int(raw * 1000) if raw < SECONDS_BELOW else int(raw)
     if isinstance(raw, str) and 10 <= len(raw) <= 40:
@@ -152,7 +159,7 @@ def _check_value(device: DeviceInfo, metric: Any, value: Any) -> str | None:
         return "missing"
     if isinstance(value, bool) or not isinstance(value, int | float):
         return "wrong_type"
-    if not math.isfinite(value):
+    if not _finite(value):
         return "not_finite"
     if spec.binary and value not in (0, 1):
         return "out_of_range"

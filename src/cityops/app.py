@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from cityops import __version__
 from cityops.config import Settings, get_settings
@@ -116,6 +116,19 @@ def _install_error_handlers(app: FastAPI) -> None:
             }
         }
         return JSONResponse(body, status_code=409)
+
+    @app.exception_handler(OperationalError)
+    async def busy(_request: Request, exc: OperationalError) -> JSONResponse:
+        # The database is busy or away for a moment (SQLite's write lock held by another
+        # writer, a PostgreSQL failover): nothing was written; the client may retry.
+        log.warning("database unavailable: %s", exc.orig)
+        body = {
+            "error": {
+                "code": "busy",
+                "message": "系统繁忙，请稍后重试 / the database is busy; retry shortly",
+            }
+        }
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:

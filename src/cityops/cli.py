@@ -13,6 +13,7 @@ from rich.table import Table
 
 from cityops.config import Settings, SettingsError, get_settings
 from cityops.telemetry import cli as telemetry_cli
+from cityops.telemetry import simulate_cli
 
 # No locals in tracebacks: they would print database URLs with their passwords.
 app = typer.Typer(
@@ -354,6 +355,9 @@ def demo(
     if _load_demo(settings, 20240712, 12, 5):
         _demo_history(settings)
     _demo_accounts(settings)
+    from cityops.demo import devices as demo_devices
+
+    demo_devices.start(_engine(settings), console)
     _start_worker_thread(settings)
     _start_simulator_thread(settings)
     url = f"http://{host or settings.host}:{port or settings.port}/"
@@ -371,6 +375,29 @@ def _register_users() -> None:
 
 _register_users()
 telemetry_cli.register(app, _settings)
+simulate_cli.register(app, _settings)
+rules_app = typer.Typer(help="报警规则 / alarm rules", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+
+
+@rules_app.command("load")
+def rules_load(path: Path) -> None:
+    """Add or update alarm rules from a YAML file (all or nothing; a bad rule is named)."""
+    from cityops.alarms import rules
+    from cityops.auth import audit
+    from cityops.db import session_factory, transaction, utcnow
+    from cityops.errors import CityOpsError
+
+    settings = _settings()
+    try:
+        data = rules.parse_yaml(path.read_text(encoding="utf-8"))
+        with transaction(session_factory(_engine(settings))) as session:
+            audit.set_actor(session, audit.cli_actor())
+            count = rules.load(session, data, utcnow())
+    except (OSError, CityOpsError) as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"已载入 {count} 条报警规则 / {count} alarm rules loaded from {path}")
 
 
 def main() -> None:

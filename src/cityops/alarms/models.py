@@ -20,6 +20,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+# Alarms refer to cases, people and devices: their tables must be known wherever alarms are.
+import cityops.events.models
+import cityops.org.models
+import cityops.telemetry.models
 from cityops.db import Base, UTCDateTime, utcnow
 
 

@@ -1,0 +1,464 @@
+"""Telemetry ingestion benchmark: CityOps next to a raw bulk write of the same rows, same run.
+
+    .venv/bin/python bench/ingest.py                       # SQLite and PostgreSQL
+    .venv/bin/python bench/ingest.py --db sqlite --readings 50000 --soak 600
+
+Each engine gets a scratch database (bench/events.py: SQLite in a temporary file, PostgreSQL a
+``cityops_bench_<random>`` database dropped afterwards), migrated, with the small demo district,
+--devices water-level gauges (``SIM-000000`` …) and three rules on every one of them: level
+above a limit, level below a limit, and a rise of more than 5 m within an hour (rate of change:
+one index seek per reading).
+
+Measured, for --readings readings of about 200 bytes each (one device, one value, one time):
+
+* raw — the same rows into a table of the same shape: SQLite ``executemany`` in one
+  transaction; PostgreSQL one ``COPY``. Readings/s.
+* HTTP — ``cityops serve`` in a second process; the bench posts batches of --batch readings
+  with an API key over one keep-alive connection. Sustained readings/s until all are stored.
+* MQTT — a private Mosquitto (the Debian broker, started on --mqtt-port with no in-flight
+  limit, so the numbers show CityOps and not the broker's default window of 20) and --workers
+  ``cityops ingest`` processes sharing one subscription; the bench publishes one message per
+  reading at QoS 1. Sustained readings/s until all are stored. Then publish → alarm latency:
+  --trips devices publish a reading above the limit while --trip-rate readings/s of background
+  load flow; the alarm's ``first_seen`` minus the publish time, p50 / p99.
+* --soak S: S seconds of MQTT at --soak-rate readings/s; each worker's resident memory every
+  10 s, printed first and last.
+
+Targets (issue 5): ≥ 0.4× raw on SQLite, ≥ 0.6× COPY on PostgreSQL, publish → alarm p99 < 3 s,
+memory flat over a 10-minute soak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import requests
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, insert, select
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cityops import migrate
+from cityops.alarms import rules
+from cityops.alarms.models import Alarm
+from cityops.auth import apikeys
+from cityops.db import make_engine, session_factory, transaction, utcnow
+from cityops.demo import district
+from cityops.geo.models import Region
+from cityops.telemetry import service as devices
+from cityops.telemetry.models import Device, Reading
+from events import scratch_database
+
+BIN = Path(sys.executable).parent
+HIGH, LOW = 390.0, -19.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def prepare(url: str, n: int) -> tuple[str, dict[str, int]]:
+    """Migrate, load the district, register the gauges and rules; return an API key."""
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    now = utcnow()
+    with transaction(session_factory(engine)) as session:
+        district.load(session, district.generate(district.DemoConfig(3, 2)))
+        devices.load_types(session, devices.default_types(), now)
+        grids = list(
+            session.execute(
+                select(Region.code, Region.center_lat, Region.center_lon).where(
+                    Region.level == "grid"
+                )
+            )
+        )
+        session.execute(
+            insert(Device),
+            [
+                {
+                    "code": f"SIM-{i:06d}",
+                    "type_code": "water_level",
+                    "name": f"模拟水位计 {i}",
+                    "model": "bench",
+                    "lat": grids[i % len(grids)][1],
+                    "lon": grids[i % len(grids)][2],
+                    "region_code": grids[i % len(grids)][0],
+                    "active": True,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(n)
+            ],
+        )
+        for code, kind, params in (
+            ("bench-high", "threshold", {"op": "above", "value": HIGH, "clear": HIGH - 10}),
+            ("bench-low", "threshold", {"op": "below", "value": LOW, "duration_s": 60}),
+            ("bench-rise", "rate", {"op": "above", "value": 5.0, "window_s": 3600}),
+        ):
+            rules.upsert(
+                session,
+                {
+                    "code": code,
+                    "name": code,
+                    "kind": kind,
+                    "scope": "device_type",
+                    "scope_value": "water_level",
+                    "metric": "level_m",
+                    "params": params,
+                    "severity": "major",
+                },
+                now,
+            )
+        key, _row = apikeys.create_key(
+            session, name="bench", scopes=["telemetry:write"], created_by=None
+        )
+    with engine.connect() as conn:
+        ids = {code: i for i, code in conn.execute(select(Device.id, Device.code))}
+    engine.dispose()
+    return key, ids
+
+
+def readings(n_devices: int, total: int, start_ms: int) -> list[dict[str, Any]]:
+    """Round-robin over the devices, one value a second each: a realistic level with noise."""
+    rng = np.random.default_rng(20240712)
+    values = np.round(12.0 + rng.normal(0, 0.3, total), 3)
+    return [
+        {
+            "device": f"SIM-{i % n_devices:06d}",
+            "metric": "level_m",
+            "ts": start_ms + (i // n_devices) * 1000 + i % 997,
+            "value": float(values[i]),
+        }
+        for i in range(total)
+    ]
+
+
+def stored(url: str) -> int:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        count = conn.execute(select(func.count()).select_from(Reading)).scalar_one()
+    engine.dispose()
+    return int(count)
+
+
+def wait_stored(url: str, target: int, timeout: float) -> float:
+    """Seconds until ``target`` readings are stored (polled every 100 ms)."""
+    t0 = time.perf_counter()
+    while stored(url) < target:
+        if time.perf_counter() - t0 > timeout:
+            raise TimeoutError(f"only {stored(url)} of {target} stored after {timeout:.0f} s")
+        time.sleep(0.1)
+    return time.perf_counter() - t0
+
+
+def raw_baseline(kind: str, url: str, rows: list[dict[str, Any]], ids: dict[str, int]) -> float:
+    engine = make_engine(url)
+    tuples = [(ids[r["device"]], r["metric"], r["ts"], r["value"]) for r in rows]
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE readings_raw (device_id integer NOT NULL, metric varchar(32) NOT NULL,"
+            " ts bigint NOT NULL, value double precision NOT NULL,"
+            " PRIMARY KEY (device_id, metric, ts))"
+        )
+    t0 = time.perf_counter()
+    with engine.begin() as conn:
+        if kind == "sqlite":
+            conn.exec_driver_sql("INSERT INTO readings_raw VALUES (?, ?, ?, ?)", tuples)
+        else:
+            raw: Any = conn.connection.dbapi_connection
+            with raw.cursor() as cur, cur.copy("COPY readings_raw FROM STDIN") as copy:
+                for t in tuples:
+                    copy.write_row(t)
+    elapsed = time.perf_counter() - t0
+    engine.dispose()
+    return len(rows) / elapsed
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def http_run(
+    url: str, key: str, rows: list[dict[str, Any]], batch: int, tmp: Path, env: dict[str, str]
+) -> float:
+    port = free_port()
+    with process([str(BIN / "cityops"), "serve", "--port", str(port)], env, tmp / "serve.log"):
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                requests.get(f"{base}/healthz", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        before = stored(url)
+        http = requests.Session()
+        t0 = time.perf_counter()
+        for i in range(0, len(rows), batch):
+            r = http.post(
+                f"{base}/api/v1/telemetry",
+                data=json.dumps(rows[i : i + batch]),
+                headers={"X-API-Key": key, "Content-Type": "application/json"},
+                timeout=120,
+            )
+            r.raise_for_status()
+        elapsed = time.perf_counter() - t0
+        assert stored(url) - before == len(rows), "HTTP: not every reading was stored"
+    return len(rows) / elapsed
+
+
+def publisher(port: int) -> mqtt.Client:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}")
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    return client
+
+
+def publish(client: mqtt.Client, r: dict[str, Any]) -> mqtt.MQTTMessageInfo:
+    body = json.dumps({"ts": r["ts"], "values": {r["metric"]: r["value"]}, "seq": r["ts"] % 10})
+    return client.publish(f"cityops/{r['device']}/telemetry", body, qos=1)
+
+
+def mqtt_run(
+    args: argparse.Namespace,
+    url: str,
+    rows: list[dict[str, Any]],
+    tmp: Path,
+    env: dict[str, str],
+    console: Console,
+) -> dict[str, Any]:
+    port = args.mqtt_port
+    conf = tmp / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 0\n"
+        "max_queued_messages 0\npersistence false\n"
+    )
+    out: dict[str, Any] = {}
+    with ExitStack() as stack:
+        stack.enter_context(
+            process([shutil.which("mosquitto") or "mosquitto", "-c", str(conf)], env, tmp / "m.log")
+        )
+        time.sleep(0.5)
+        workers = [
+            stack.enter_context(
+                process(
+                    [
+                        str(BIN / "cityops"),
+                        "ingest",
+                        "--mqtt",
+                        f"mqtt://127.0.0.1:{port}",
+                        "--client-id",
+                        f"bench-ingest-{i}",
+                        "--group",
+                        "bench",
+                        "--batch",
+                        str(args.mqtt_batch),
+                        "--stats-every",
+                        "10",
+                    ],
+                    env,
+                    tmp / f"ingest-{i}.log",
+                )
+            )
+            for i in range(args.workers)
+        ]
+        time.sleep(2.0)  # subscribed
+        client = publisher(port)
+        before = stored(url)
+        t0 = time.perf_counter()
+        for r in rows:
+            publish(client, r)
+        took = wait_stored(url, before + len(rows), timeout=args.timeout)
+        out["rate"] = len(rows) / (time.perf_counter() - t0)
+        out["drain_s"] = took
+
+        # Publish → alarm: trips among background load.
+        start_ms = int(utcnow().timestamp() * 1000) - 120_000
+        background = readings(args.devices, args.trip_rate * 10, start_ms)
+        sent: dict[str, float] = {}
+        step = 1.0 / args.trip_rate
+        next_trip = len(background) // (args.trips + 1)
+        trips = 0
+        t_start = time.perf_counter()
+        for i, r in enumerate(background):
+            publish(client, r)
+            if trips < args.trips and i == next_trip * (trips + 1):
+                device = f"SIM-{(args.devices - 1 - trips):06d}"
+                trip = {"device": device, "metric": "level_m", "ts": r["ts"] + 1, "value": 395.0}
+                publish(client, trip)
+                sent[device] = time.time()
+                trips += 1
+            delay = t_start + (i + 1) * step - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        wait_stored(url, before + len(rows) + len(background) + trips, timeout=300)
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            first = dict(
+                conn.execute(
+                    select(Device.code, Alarm.first_seen)
+                    .join(Alarm, Alarm.device_id == Device.id)
+                    .where(Device.code.in_(list(sent)))
+                ).all()
+            )
+        engine.dispose()
+        lat = [first[d].timestamp() - t for d, t in sent.items() if d in first]
+        out["alarms"] = f"{len(lat)}/{len(sent)}"
+        out["p50"] = float(np.percentile(lat, 50)) if lat else float("nan")
+        out["p99"] = float(np.percentile(lat, 99)) if lat else float("nan")
+
+        if args.soak:
+            out["rss"] = soak(args, client, workers, console)
+        client.loop_stop()
+        client.disconnect()
+    return out
+
+
+def soak(
+    args: argparse.Namespace,
+    client: mqtt.Client,
+    workers: list[subprocess.Popen[bytes]],
+    console: Console,
+) -> list[tuple[int, list[int]]]:
+    samples: list[tuple[int, list[int]]] = []
+    stop = threading.Event()
+    t0 = time.perf_counter()
+    start_ms = int(utcnow().timestamp() * 1000) - 60_000
+
+    def sample() -> None:
+        while not stop.wait(10):
+            samples.append((int(time.perf_counter() - t0), [rss_kib(w.pid) for w in workers]))
+            console.print(f"  soak {samples[-1][0]:>4d} s  RSS KiB {samples[-1][1]}")
+
+    threading.Thread(target=sample, daemon=True).start()
+    i = 0
+    while time.perf_counter() - t0 < args.soak:
+        r = {
+            "device": f"SIM-{i % args.devices:06d}",
+            "metric": "level_m",
+            "ts": start_ms + i,
+            "value": 12.0,
+        }
+        publish(client, r)
+        i += 1
+        delay = t0 + i / args.soak_rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+    stop.set()
+    return samples
+
+
+def run_engine(kind: str, args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    with (
+        tempfile.TemporaryDirectory() as tmpdir,
+        scratch_database(kind, args.pg_url, Path(tmpdir)) as url,
+    ):
+        tmp = Path(tmpdir)
+        with console.status(f"{kind}: migrating, {args.devices:,} devices, 3 rules…"):
+            key, ids = prepare(url, args.devices)
+        env = dict(os.environ, CITYOPS_DATABASE_URL=url, CITYOPS_LOG_LEVEL="warning")
+        start_ms = int((utcnow() - timedelta(hours=2)).timestamp() * 1000)
+        rows = readings(args.devices, args.readings, start_ms)
+        size = sum(len(json.dumps(r)) for r in rows[:1000]) / 1000
+        result: dict[str, Any] = {"bytes": size}
+        with console.status(f"{kind}: raw baseline…"):
+            result["raw"] = raw_baseline(kind, url, rows, ids)
+        console.print(f"{kind}: raw {result['raw']:,.0f} readings/s")
+        with console.status(f"{kind}: HTTP…"):
+            result["http"] = http_run(url, key, rows, args.batch, tmp, env)
+        console.print(f"{kind}: HTTP {result['http']:,.0f} readings/s")
+        mqtt_rows = readings(args.devices, args.readings, start_ms + 3_600_000)
+        with console.status(f"{kind}: MQTT ({args.workers} workers)…"):
+            result["mqtt"] = mqtt_run(args, url, mqtt_rows, tmp, env, console)
+        return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", default="sqlite,postgresql")
+    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--readings", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=5_000, help="HTTP readings per request")
+    parser.add_argument("--workers", type=int, default=2, help="cityops ingest processes")
+    parser.add_argument("--mqtt-batch", type=int, default=1000, help="messages per commit")
+    parser.add_argument("--mqtt-port", type=int, default=18830)
+    parser.add_argument("--trips", type=int, default=100)
+    parser.add_argument("--trip-rate", type=int, default=500, help="background readings/s")
+    parser.add_argument("--soak", type=int, default=0, help="seconds of MQTT soak (600 = 10 min)")
+    parser.add_argument("--soak-rate", type=int, default=1000)
+    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for storage")
+    args = parser.parse_args()
+    console = Console(width=170)
+    table = Table(title=f"telemetry ingestion — {args.devices:,} devices × 3 rules")
+    for col in ("engine", "path", "CityOps /s", "raw /s", "ratio", "target", "notes"):
+        table.add_column(col)
+    for kind in args.db.split(","):
+        res = run_engine(kind, args, console)
+        target = 0.4 if kind == "sqlite" else 0.6
+        raw = res["raw"]
+        raw_name = "executemany" if kind == "sqlite" else "COPY"
+        m = res["mqtt"]
+        for path, rate, notes in (
+            ("HTTP batch", res["http"], f"{args.batch:,}/request, ~{res['bytes']:.0f} B/reading"),
+            (
+                f"MQTT ×{args.workers}",
+                m["rate"],
+                f"publish→alarm p50 {m['p50']:.2f} s p99 {m['p99']:.2f} s ({m['alarms']})",
+            ),
+        ):
+            ok = "✓" if rate / raw >= target else "✗"
+            table.add_row(
+                kind,
+                path,
+                f"{rate:,.0f}",
+                f"{raw:,.0f} ({raw_name})",
+                f"{rate / raw:.2f}",
+                f"≥ {target} {ok}",
+                notes,
+            )
+        if m.get("rss"):
+            first, last = m["rss"][0][1], m["rss"][-1][1]
+            console.print(f"{kind}: soak RSS KiB first {first} last {last}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

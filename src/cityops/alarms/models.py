@@ -23,7 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 # Alarms refer to cases, people and devices: their tables must be known wherever alarms are.
 import cityops.events.models
 import cityops.org.models
-import cityops.telemetry.models
+import cityops.telemetry.models  # noqa: F401
 from cityops.db import Base, UTCDateTime, utcnow
 
 

@@ -81,6 +81,10 @@ def create(engine: Engine, months: Iterable[tuple[int, int]]) -> list[str]:
         lo, hi = _bounds(ym)
         try:
             with engine.begin() as conn:
+                # Never wait long for the parent table: a writer of this very process may hold
+                # it (then the reading that needed the month fails and is retried, rather than
+                # both waiting for ever).
+                conn.execute(text("SET LOCAL lock_timeout = '5s'"))
                 conn.execute(
                     text(
                         f"CREATE TABLE IF NOT EXISTS {name_of(ym)} PARTITION OF readings "

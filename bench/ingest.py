@@ -42,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import timedelta
@@ -252,9 +253,18 @@ def publisher(port: int) -> mqtt.Client:
     return client
 
 
+OUTSTANDING: deque[mqtt.MQTTMessageInfo] = deque()
+
+
 def publish(client: mqtt.Client, r: dict[str, Any]) -> mqtt.MQTTMessageInfo:
+    # MQTT packet ids are 16-bit: a client with more than 65,535 messages queued at once
+    # reuses ids still in flight and loses messages, so the publisher keeps 20,000 at most.
+    while len(OUTSTANDING) >= 20_000:
+        OUTSTANDING.popleft().wait_for_publish(timeout=60)
     body = json.dumps({"ts": r["ts"], "values": {r["metric"]: r["value"]}, "seq": r["ts"] % 10})
-    return client.publish(f"cityops/{r['device']}/telemetry", body, qos=1)
+    info = client.publish(f"cityops/{r['device']}/telemetry", body, qos=1)
+    OUTSTANDING.append(info)
+    return info
 
 
 def mqtt_run(

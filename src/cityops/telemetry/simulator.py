@@ -1267,6 +1267,14 @@ class MqttSink:
         import paho.mqtt.client as mqtt
 
         for r in readings:
+            # MQTT packet ids are 16-bit: with more than 65,535 messages outstanding a client
+            # reuses ids still in flight and messages are lost, so wait below a bound.
+            while True:
+                with self._lock:
+                    outstanding = self._published - self.totals.sent - self.totals.failed
+                if outstanding < MAX_OUTSTANDING:
+                    break
+                time.sleep(0.01)
             payload = _dumps({"ts": r["ts"], "values": r["values"]})
             info = self.client.publish(self.topic.format(device=r["device"]), payload, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
@@ -1301,6 +1309,7 @@ class MqttSink:
 
 
 SIM_ACTOR_NAME = "遥测模拟 / telemetry simulator"
+MAX_OUTSTANDING = 20_000
 
 
 class InProcessSink:

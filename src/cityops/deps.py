@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 
 from cityops.db import transaction
 
-
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cityops.telemetry import service as tsvc
+from cityops.telemetry.directory import Directory
 from cityops.telemetry.ingest import Policy, ingest
 from cityops.telemetry.models import Latest, Reading, Rollup1h, Rollup1m
 from tests.telemetry.conftest import NOW, Kit, ms
@@ -159,3 +160,20 @@ def test_numbers_too_large_for_a_float_are_rejected(session: Session, kit: Kit) 
         ("value", "not_finite"),
         ("ts", "bad_timestamp"),
     ]
+
+
+def test_unbounded_metrics_still_refuse_infinity(session: Session, kit: Kit) -> None:
+    tsvc.load_types(
+        session,
+        [{"code": "t-free", "name": "无量程", "metrics": [{"name": "x"}]}],
+        NOW,
+    )
+    tsvc.create_device(
+        session,
+        tsvc.DeviceInput("T-FREE", "t-free", "无量程", kit.grid.center_lat, kit.grid.center_lon),
+        NOW,
+    )
+    batch = [r("T-FREE", "x", ms(0), float("inf")), r("T-FREE", "x", ms(1), -1e300)]
+    result = ingest(session, batch, NOW, directory=Directory())
+    assert [(x.index, x.reason) for x in result.rejected] == [(0, "not_finite")]
+    assert result.stored == 1

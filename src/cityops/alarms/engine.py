@@ -9,7 +9,6 @@ transaction and only when they change; a source in the normal state has no row a
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +21,8 @@ from cityops.alarms.models import AlarmRule, Kind, RuleState
 from cityops.telemetry import store
 from cityops.telemetry.directory import DeviceInfo
 from cityops.telemetry.models import Device, Latest
-from cityops.telemetry.store import Stored
+from cityops.telemetry.store import Batch
+from cityops.telemetry.validate import Row
 
 State = tuple[bool, int | None]  # active, pending since (ms)
 NORMAL: State = (False, None)
@@ -95,35 +95,12 @@ def enabled_rules(session: Session) -> list[AlarmRule]:
     return list(session.scalars(select(AlarmRule).where(AlarmRule.enabled.is_(True))))
 
 
-class Batch:
-    """The batch's stored readings, indexed by series on first need (most batches raise
-    nothing and never need it): each series' readings newer than what it had before the
-    batch, oldest first."""
-
-    def __init__(self, stored: list[Stored]) -> None:
-        self.stored = stored
-        self._index: dict[tuple[int, str], list[Stored]] | None = None
-
-    def series(self, device_id: int, metric: str) -> list[Stored]:
-        if self._index is None:
-            index: dict[tuple[int, str], list[Stored]] = defaultdict(list)
-            for r in self.stored:
-                if r.prior_ts is None or r.ts > r.prior_ts:
-                    index[(r.device_id, r.metric)].append(r)
-            for rows in index.values():
-                if len(rows) > 1:
-                    rows.sort(key=lambda r: r.ts)
-            self._index = index
-        return self._index.get((device_id, metric), [])
-
-
 def on_readings(
-    session: Session, stored: list[Stored], devices: dict[int, DeviceInfo], now: datetime
+    session: Session, batch: Batch, devices: dict[int, DeviceInfo], now: datetime
 ) -> list[int]:
     rules = enabled_rules(session)
     if not rules:
         return []
-    batch = Batch(stored)
     states = States(session, (r.id for r in rules))
     states.now = now
     out: list[Transition] = []
@@ -132,9 +109,9 @@ def on_readings(
             case Kind.threshold | Kind.rate:
                 out += _per_reading(session, rule, batch, devices, states)
             case Kind.no_data:
-                out += _data_again(rule, stored, devices, states)
+                out += _data_again(rule, batch.rows, devices, states)
             case Kind.composite:
-                out += _composite(session, rule, stored, devices, states)
+                out += _composite(session, rule, batch.rows, devices, states)
     changed = service.apply(session, out, now)
     session.flush()
     return changed
@@ -196,6 +173,7 @@ def _per_reading(
     ]
     if not involved:
         return []
+    batch.load(metric, [d.id for d in involved])
     starts: dict[tuple[int, int], tuple[int, float]] = {}
     if window is not None:
         starts = store.window_starts(session, metric, window, [d.id for d in involved])
@@ -250,14 +228,14 @@ def _per_reading(
 
 
 def _data_again(
-    rule: AlarmRule, stored: list[Stored], devices: dict[int, DeviceInfo], states: States
+    rule: AlarmRule, rows: list[Row], devices: dict[int, DeviceInfo], states: States
 ) -> list[Transition]:
     """A device silent long enough raised a no-data alarm (the worker does that); its next
     reading clears it."""
     out: list[Transition] = []
     if not any(rule_id == rule.id and row.active for (rule_id, _s), row in states.rows.items()):
         return out
-    seen = {r.device_id: r for r in stored}
+    seen = {r[0]: r for r in rows}
     for device_id, r in seen.items():
         device = devices.get(device_id)
         if device is None or not applies(rule, device):
@@ -270,8 +248,8 @@ def _data_again(
                     rule,
                     source,
                     False,
-                    r.value,
-                    r.ts,
+                    r[3],
+                    r[2],
                     f"{device.code} 恢复上报",
                     device=device,
                     site=device.site,
@@ -283,7 +261,7 @@ def _data_again(
 def _composite(
     session: Session,
     rule: AlarmRule,
-    stored: list[Stored],
+    rows: list[Row],
     devices: dict[int, DeviceInfo],
     states: States,
 ) -> list[Transition]:
@@ -293,13 +271,13 @@ def _composite(
     by = str(rule.params.get("by", "site"))
     metrics = {p.metric for p in parts}
     touched: dict[str, int] = {}
-    for r in stored:
-        device = devices.get(r.device_id)
-        if device is None or r.metric not in metrics or not applies(rule, device):
+    for device_id, metric, ts, _value in rows:
+        device = devices.get(device_id)
+        if device is None or metric not in metrics or not applies(rule, device):
             continue
         key = device.site if by == "site" else device.group
         if key:
-            touched[key] = max(touched.get(key, 0), r.ts)
+            touched[key] = max(touched.get(key, 0), ts)
     out = []
     for key, ts in touched.items():
         column = Device.site if by == "site" else Device.group_id

@@ -108,12 +108,12 @@ def ingest(
     result = Result(received=len(items), rejected=rejected)
     if rows and session.get_bind().dialect.name == "postgresql":
         _lock_devices(session, {r[0] for r in rows})
-    stored = store.store(session, rows, now)
-    result.stored = len(stored)
-    result.duplicates = len(rows) - len(stored)
-    if stored:
+    batch = store.store(session, rows, now)
+    result.stored = batch.count
+    result.duplicates = len(rows) - batch.count
+    if batch.count:
         from cityops.alarms import engine
 
         by_id = {d.id: d for d in devices.values()}
-        result.alarms = engine.on_readings(session, stored, by_id, now)
+        result.alarms = engine.on_readings(session, batch, by_id, now)
     return result

@@ -14,6 +14,7 @@ steps run one after another.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -37,12 +38,74 @@ class Stored(NamedTuple):
     prior_ts: int | None
 
 
-def store(session: Session, rows: list[Row], now: datetime) -> list[Stored]:
+class Batch:
+    """What one ``store()`` wrote: how many readings were new, every valid reading of the call
+    (new or seen before), and — on demand, for the few series a rule needs to walk — the new
+    readings of a series that are newer than anything it had before, oldest first."""
+
+    def __init__(self, session: Session, rows: list[Row], count: int) -> None:
+        self.session = session
+        self.rows = rows
+        self.count = count
+        self._series: dict[tuple[int, str], list[Stored]] = {}
+        self._loaded: set[tuple[int, str]] = set()
+
+    def load(self, metric: str, device_ids: Collection[int]) -> None:
+        wanted = [d for d in set(device_ids) if (d, metric) not in self._loaded]
+        if not wanted:
+            return
+        for row in self._fetch(metric, wanted):
+            if row.prior_ts is None or row.ts > row.prior_ts:
+                self._series.setdefault((row.device_id, row.metric), []).append(row)
+        for d in wanted:
+            self._loaded.add((d, metric))
+            rows = self._series.get((d, metric))
+            if rows and len(rows) > 1:
+                rows.sort(key=lambda r: r.ts)
+
+    def series(self, device_id: int, metric: str) -> list[Stored]:
+        self.load(metric, [device_id])
+        return self._series.get((device_id, metric), [])
+
+    def _fetch(self, metric: str, device_ids: list[int]) -> list[Stored]:
+        # SQLite: the staging table holds exactly the new readings; a series' previous newest
+        # is its newest stored reading not among them (found from the top of the index).
+        result = self.session.connection().execute(
+            text(
+                """
+                SELECT s.device_id, s.metric, s.ts, s.value,
+                  (SELECT r.ts FROM readings AS r WHERE r.device_id = s.device_id
+                     AND r.metric = s.metric AND NOT EXISTS (
+                       SELECT 1 FROM reading_stage AS x WHERE x.device_id = r.device_id
+                       AND x.metric = r.metric AND x.ts = r.ts)
+                   ORDER BY r.ts DESC LIMIT 1)
+                FROM reading_stage AS s WHERE s.metric = :m AND s.device_id IN :ids
+                """
+            ).bindparams(bindparam("ids", expanding=True)),
+            {"m": metric, "ids": device_ids},
+        )
+        return [Stored(*r) for r in result]
+
+
+class _ListedBatch(Batch):
+    """PostgreSQL: the storing statement returned the new readings with their series'
+    previous newest (from its own snapshot), so nothing more is asked of the database."""
+
+    def __init__(self, session: Session, rows: list[Row], new: list[Stored]) -> None:
+        super().__init__(session, rows, len(new))
+        self._new = new
+
+    def _fetch(self, metric: str, device_ids: list[int]) -> list[Stored]:
+        ids = set(device_ids)
+        return [r for r in self._new if r.metric == metric and r.device_id in ids]
+
+
+def store(session: Session, rows: list[Row], now: datetime) -> Batch:
     if not rows:
-        return []
+        return Batch(session, rows, 0)
     if session.get_bind().dialect.name == "postgresql":
-        return _store_pg(session, rows, now)
-    return _store_sqlite(session, rows, now)
+        return _ListedBatch(session, rows, _store_pg(session, rows, now))
+    return Batch(session, rows, _store_sqlite(session, rows, now))
 
 
 def window_starts(
@@ -118,7 +181,7 @@ _SQLITE_LATEST = text(
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 
 
-def _store_sqlite(session: Session, rows: list[Row], now: datetime) -> list[Stored]:
+def _store_sqlite(session: Session, rows: list[Row], now: datetime) -> int:
     conn = session.connection()
     conn.exec_driver_sql(_SQLITE_STAGE)
     conn.exec_driver_sql("DELETE FROM reading_stage")
@@ -128,11 +191,8 @@ def _store_sqlite(session: Session, rows: list[Row], now: datetime) -> list[Stor
         "WHERE r.device_id = reading_stage.device_id AND r.metric = reading_stage.metric "
         "AND r.ts = reading_stage.ts)"
     )
-    new = conn.exec_driver_sql(
-        "SELECT s.device_id, s.metric, s.ts, s.value, l.ts FROM reading_stage AS s "
-        "LEFT JOIN telemetry_latest AS l ON l.device_id = s.device_id AND l.metric = s.metric"
-    ).all()
-    if new:
+    count = int(conn.exec_driver_sql("SELECT count(*) FROM reading_stage").scalar_one())
+    if count:
         conn.exec_driver_sql(
             "INSERT INTO readings (device_id, metric, ts, value) "
             "SELECT device_id, metric, ts, value FROM reading_stage"
@@ -140,7 +200,7 @@ def _store_sqlite(session: Session, rows: list[Row], now: datetime) -> list[Stor
         conn.exec_driver_sql(_rollup_sql("rollups_1m", MINUTE_MS, "reading_stage"))
         conn.exec_driver_sql(_rollup_sql("rollups_1h", HOUR_MS, "reading_stage"))
         conn.execute(_SQLITE_LATEST, {"now": now})
-    return [Stored(*r) for r in new]
+    return count
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------

@@ -97,6 +97,8 @@ def check(
     """``allowed(device) -> bool`` restricts which devices the caller may report for."""
     rows: list[Row] = []
     rejected: list[Rejection] = []
+    permitted: dict[str, bool] = {}  # allowed() per device, asked once a batch
+    future_ms, oldest_ms = limits.future_ms, limits.oldest_ms
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             rejected.append(Rejection(index, "reading", "malformed", _MESSAGES["malformed"]))
@@ -112,19 +114,23 @@ def check(
             else "inactive_device"
             if not device.active
             else "forbidden_device"
-            if allowed is not None and not allowed(device)
+            if allowed is not None and not permitted.setdefault(code, bool(allowed(device)))
             else None
         )
         if reason or device is None:
             rejected.append(Rejection(index, "device", reason or "", _MESSAGES[reason or ""], code))
             continue
-        ts = parse_ts(item.get("ts"))
+        raw_ts = item.get("ts")
+        # The common case first: epoch milliseconds as a JSON integer.
+        ts = (
+            raw_ts if type(raw_ts) is int and oldest_ms <= raw_ts <= future_ms else parse_ts(raw_ts)
+        )
         if ts is None:
             reason = "missing" if "ts" not in item else "bad_timestamp"
             rejected.append(Rejection(index, "ts", reason, _MESSAGES[reason], code))
             continue
-        if ts > limits.future_ms or ts < limits.oldest_ms:
-            reason = "future_timestamp" if ts > limits.future_ms else "too_old"
+        if ts > future_ms or ts < oldest_ms:
+            reason = "future_timestamp" if ts > future_ms else "too_old"
             rejected.append(Rejection(index, "ts", reason, _MESSAGES[reason], code))
             continue
         values = item.get("values")
@@ -137,10 +143,21 @@ def check(
         else:
             rejected.append(Rejection(index, "metric", "missing", _MESSAGES["missing"], code))
             continue
+        specs = device.metrics
         for metric, value in pairs:
-            field = f"{prefix}{metric}" if prefix else "value"
+            spec = specs.get(metric) if type(metric) is str else None
+            if (
+                spec is not None
+                and type(value) is float
+                and not spec.binary
+                and spec.lo <= value <= spec.hi  # false for NaN
+                and value - value == 0.0  # false for ±inf (a metric may have no bounds)
+            ):
+                rows.append((device.id, metric, ts, value))
+                continue
             problem = _check_value(device, metric, value)
             if problem:
+                field = f"{prefix}{metric}" if prefix else "value"
                 where = "metric" if problem == "unknown_metric" and not prefix else field
                 rejected.append(Rejection(index, where, problem, _MESSAGES[problem], code))
             else:

@@ -7,19 +7,16 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from cityops.alarms import cases as _cases  # noqa: F401  (closing a case clears its alarm)
-from cityops.alarms import rules, service
+from cityops.alarms import queries, rules, service
 from cityops.alarms.models import Alarm, AlarmRule
 from cityops.auth.deps import Require
 from cityops.auth.permissions import Permission as P
 from cityops.auth.principal import Principal
 from cityops.db import utcnow
 from cityops.deps import DbSession
-from cityops.events.models import Case
-from cityops.geo.codes import within
 
 router = APIRouter(prefix="/api/v1", tags=["alarms"])
 
@@ -92,10 +89,6 @@ def patch_rule(
 
 # --- alarms -----------------------------------------------------------------------------------
 
-SEVERITY_ORDER = case(
-    {"critical": 4, "major": 3, "minor": 2, "warning": 1}, value=Alarm.severity, else_=0
-)
-
 
 def alarm_out(
     alarm: Alarm, rule: AlarmRule, case_code: str | None, now: datetime
@@ -145,54 +138,20 @@ def list_alarms(
     """Alarms in the caller's region, most severe and most recent first. Shelved alarms are
     left out of the open list unless ``shelved=true`` is asked for."""
     now = utcnow()
-    conds: list[Any] = []
-    if principal.region_code:
-        conds.append(within(Alarm.region_code, principal.region_code))  # type: ignore[arg-type]
-    if region:
-        conds.append(within(Alarm.region_code, region))  # type: ignore[arg-type]
-    if state == "open":
-        conds.append(Alarm.closed_at.is_(None))
-    elif state == "closed":
-        conds.append(Alarm.closed_at.is_not(None))
-    if severity:
-        conds.append(Alarm.severity.in_(severity))
-    if condition:
-        conds.append(Alarm.condition == condition)
-    if acked is not None:
-        conds.append(Alarm.acked.is_(acked))
-    is_shelved = and_(Alarm.shelved_until.is_not(None), Alarm.shelved_until > now)
-    if shelved is True:
-        conds.append(is_shelved)
-    elif shelved is False or (shelved is None and state == "open"):
-        conds.append(or_(Alarm.shelved_until.is_(None), Alarm.shelved_until <= now))
-    if rule:
-        conds.append(AlarmRule.code == rule)
-    base = (
-        select(Alarm, AlarmRule, Case.code)
-        .join(AlarmRule, AlarmRule.id == Alarm.rule_id)
-        .outerjoin(Case, Case.id == Alarm.case_id)
-        .where(*conds)
+    total, rows = queries.page(
+        session,
+        principal,
+        queries.Filters(state, severity, condition, acked, shelved, rule, region),
+        now,
+        limit=limit,
+        offset=offset,
     )
-    total = session.scalar(
-        select(func.count())
-        .select_from(Alarm)
-        .join(AlarmRule, AlarmRule.id == Alarm.rule_id)
-        .where(*conds)
-    )
-    rows = session.execute(
-        base.order_by(SEVERITY_ORDER.desc(), Alarm.last_seen.desc(), Alarm.id.desc())
-        .limit(limit)
-        .offset(offset)
-    ).all()
-    return {"total": total or 0, "items": [alarm_out(a, r, c, now) for a, r, c in rows]}
+    return {"total": total, "items": [alarm_out(a, r, c, now) for a, r, c in rows]}
 
 
 def _detail(session: Session, alarm: Alarm) -> dict[str, Any]:
     rule = service.rule_of(session, alarm)
-    code = (
-        session.scalar(select(Case.code).where(Case.id == alarm.case_id)) if alarm.case_id else None
-    )
-    out = alarm_out(alarm, rule, code, utcnow())
+    out = alarm_out(alarm, rule, queries.case_code(session, alarm), utcnow())
     out["history"] = [
         {
             "at": e.at,

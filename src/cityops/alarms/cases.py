@@ -31,7 +31,7 @@ def sensor_desk(region_code: str) -> Principal:
 
 
 def open_for(session: Session, alarm: Alarm, rule: AlarmRule, now: datetime) -> Case | None:
-    from cityops.alarms.service import RULES_ENGINE, _event
+    from cityops.alarms.service import RULES_ENGINE, log_event
 
     if alarm.region_code is None:
         return None
@@ -53,7 +53,7 @@ def open_for(session: Session, alarm: Alarm, rule: AlarmRule, now: datetime) -> 
         now,
     )
     alarm.case_id = case.id
-    _event(
+    log_event(
         session,
         alarm,
         "case_opened",
@@ -130,7 +130,7 @@ def on_case_closed(session: Session, case: Case, principal: Principal, now: date
         if rule.latch and alarm.condition == "active":
             state = session.get(RuleState, (alarm.rule_id, alarm.source))
             if state is None or not state.active:
-                service._clear(
+                service.mark_cleared(
                     session,
                     alarm,
                     service.Who.of(principal),

@@ -28,17 +28,13 @@ State = tuple[bool, int | None]  # active, pending since (ms)
 NORMAL: State = (False, None)
 
 
+# A rule's scope names which attribute of a device its scope_value is compared with.
+SCOPE_ATTRIBUTE = {"device_type": "type_code", "device": "code", "group": "group", "site": "site"}
+
+
 def applies(rule: AlarmRule, device: DeviceInfo) -> bool:
-    match rule.scope:
-        case "device_type":
-            return device.type_code == rule.scope_value
-        case "device":
-            return device.code == rule.scope_value
-        case "group":
-            return device.group == rule.scope_value
-        case "site":
-            return device.site == rule.scope_value
-    return False
+    name = SCOPE_ATTRIBUTE.get(rule.scope)
+    return name is not None and getattr(device, name) == rule.scope_value
 
 
 def source_of(device: DeviceInfo) -> str:
@@ -60,15 +56,15 @@ class Transition:
 class States:
     """The persisted states of the rules in play, and the changes to write back."""
 
-    def __init__(self, session: Session, rule_ids: Iterable[int]) -> None:
+    def __init__(self, session: Session, rule_ids: Iterable[int], now: datetime) -> None:
         self.session = session
+        self.now = now
         self.rows = {
             (s.rule_id, s.source): s
             for s in session.scalars(
                 select(RuleState).where(RuleState.rule_id.in_(sorted(set(rule_ids))))
             )
         }
-        self.now: datetime | None = None
 
     def get(self, rule_id: int, source: str) -> State:
         row = self.rows.get((rule_id, source))
@@ -87,8 +83,7 @@ class States:
             self.rows[(rule_id, source)] = row
         if (row.active, row.pending_since) != state:
             row.active, row.pending_since = state
-            if self.now is not None:
-                row.updated_at = self.now
+            row.updated_at = self.now
 
 
 def enabled_rules(session: Session) -> list[AlarmRule]:
@@ -101,8 +96,7 @@ def on_readings(
     rules = enabled_rules(session)
     if not rules:
         return []
-    states = States(session, (r.id for r in rules))
-    states.now = now
+    states = States(session, (r.id for r in rules), now)
     out: list[Transition] = []
     for rule in rules:
         match rule.kind:

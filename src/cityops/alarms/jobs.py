@@ -87,8 +87,7 @@ def no_data(factory: sessionmaker[Session], now: datetime | None = None) -> int:
                     continue
                 codes = silent_devices(session, rule, now)
                 devices = DIRECTORY.lookup(session, codes)
-                states = engine.States(session, [rule.id])
-                states.now = now
+                states = engine.States(session, [rule.id], now)
                 minutes = conditions.after_ms(rule.params) // 60_000
                 transitions = []
                 for code in codes:
@@ -136,7 +135,7 @@ def unshelve_due(factory: sessionmaker[Session], now: datetime | None = None) ->
                 continue
             alarm = session.get(Alarm, alarm_id, populate_existing=True)
             assert alarm is not None
-            service._event(
+            service.log_event(
                 session,
                 alarm,
                 "unshelved",

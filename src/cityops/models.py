@@ -10,6 +10,7 @@ from cityops.live import models as live_models
 from cityops.notify import models as notify_models
 from cityops.org import models as org_models
 from cityops.telemetry import models as telemetry_models
+from cityops.warning import models as warning_models
 
 __all__ = [
     "Base",
@@ -22,4 +23,5 @@ __all__ = [
     "notify_models",
     "org_models",
     "telemetry_models",
+    "warning_models",
 ]

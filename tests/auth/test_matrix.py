@@ -53,6 +53,9 @@ PUBLIC = {
     ("GET", "/open311/v2/tokens/{token}.{fmt}"),
     ("GET", "/open311/v2/{path:path}"),  # any other path: a GeoReport 404
     ("POST", "/open311/v2/{path:path}"),
+    # Issued warnings are for everyone: CAP 1.2 documents and the Atom feed of active ones.
+    ("GET", "/api/v1/cap/{identifier}.xml"),
+    ("GET", "/feeds/warnings.atom"),
 }
 DOCS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
@@ -257,7 +260,91 @@ EXAMPLES: dict[tuple[str, str], Callable[[Ids, str], Call]] = {
         f"/api/v1/alarms/{i['alarm']}/unshelve", json={}
     ),
     ("GET", "/api/v1/feed"): lambda i, p: Call("/api/v1/feed"),
+    # Landslide early warning: M-RP-P has no warning, M-RP-A's is proposed, M-RP-B's confirmed,
+    # M-RP-C's issued red (evacuating household M-HH-1); see _warnings.
+    ("GET", "/api/v1/risk-points"): lambda i, p: Call("/api/v1/risk-points"),
+    ("POST", "/api/v1/risk-points"): lambda i, p: Call(
+        "/api/v1/risk-points",
+        json={
+            "code": "M-RP-NEW",
+            "name": "新滑坡",
+            "lat": i["lat"],
+            "lon": i["lon"],
+            "zone": _square(i["lat"], i["lon"] - 0.004),  # type: ignore[arg-type]
+        },
+    ),
+    ("GET", "/api/v1/risk-points/{code}"): lambda i, p: Call("/api/v1/risk-points/M-RP-P"),
+    ("PATCH", "/api/v1/risk-points/{code}"): lambda i, p: Call(
+        "/api/v1/risk-points/M-RP-P", json={"route": "沿村道向北"}
+    ),
+    ("GET", "/api/v1/risk-points/{code}/households"): lambda i, p: Call(
+        "/api/v1/risk-points/M-RP-C/households"
+    ),
+    ("GET", "/api/v1/risk-points/{code}/analysis"): lambda i, p: Call(
+        "/api/v1/risk-points/M-RP-P/analysis"
+    ),
+    ("POST", "/api/v1/risk-points/{code}/evaluate"): lambda i, p: Call(
+        "/api/v1/risk-points/M-RP-P/evaluate"
+    ),
+    ("GET", "/api/v1/shelters"): lambda i, p: Call("/api/v1/shelters"),
+    ("POST", "/api/v1/shelters"): lambda i, p: Call(
+        "/api/v1/shelters",
+        json={"code": "M-SH-NEW", "name": "村小", "lat": i["lat"], "lon": i["lon"], "capacity": 50},
+    ),
+    ("POST", "/api/v1/households"): lambda i, p: Call(
+        "/api/v1/households",
+        json={
+            "code": "M-HH-NEW",
+            "head_name": "张三",
+            "address": "太康村1组",
+            "lat": i["lat"],
+            "lon": i["lon"],
+            "persons": 3,
+        },
+    ),
+    ("GET", "/api/v1/households/{code}"): lambda i, p: Call("/api/v1/households/M-HH-1"),
+    ("PATCH", "/api/v1/households/{code}"): lambda i, p: Call(
+        "/api/v1/households/M-HH-1", json={"note": "有行动不便老人"}
+    ),
+    ("GET", "/api/v1/warnings"): lambda i, p: Call("/api/v1/warnings"),
+    ("POST", "/api/v1/warnings"): lambda i, p: Call(
+        "/api/v1/warnings", json={"risk_point": "M-RP-P", "level": "yellow", "reason": "巡查"}
+    ),
+    ("GET", "/api/v1/warnings/{code}"): lambda i, p: Call(f"/api/v1/warnings/{i['issued']}"),
+    ("POST", "/api/v1/warnings/{code}/confirm"): lambda i, p: Call(
+        f"/api/v1/warnings/{i['proposed']}/confirm", json={}
+    ),
+    ("POST", "/api/v1/warnings/{code}/reject"): lambda i, p: Call(
+        f"/api/v1/warnings/{i['proposed']}/reject", json={"note": "误报"}
+    ),
+    ("POST", "/api/v1/warnings/{code}/issue"): lambda i, p: Call(
+        f"/api/v1/warnings/{i['confirmed']}/issue", json={}
+    ),
+    ("POST", "/api/v1/warnings/{code}/update"): lambda i, p: Call(
+        f"/api/v1/warnings/{i['issued']}/update", json={"note": "持续"}
+    ),
+    ("POST", "/api/v1/warnings/{code}/lift"): lambda i, p: Call(
+        f"/api/v1/warnings/{i['issued']}/lift", json={"note": "解除"}
+    ),
+    ("GET", "/api/v1/warnings/{code}/evacuation"): lambda i, p: Call(
+        f"/api/v1/warnings/{i['issued']}/evacuation"
+    ),
+    ("GET", "/api/v1/warnings/{code}/evacuation/tasks"): lambda i, p: Call(
+        f"/api/v1/warnings/{i['issued']}/evacuation/tasks"
+    ),
+    ("GET", "/api/v1/warnings/{code}/evacuation/households"): lambda i, p: Call(
+        f"/api/v1/warnings/{i['issued']}/evacuation/households"
+    ),
+    ("POST", "/api/v1/warnings/{code}/evacuation/households/{household}"): lambda i, p: Call(
+        f"/api/v1/warnings/{i['issued']}/evacuation/households/M-HH-1", json={"status": "notified"}
+    ),
 }
+WARNING_ROUTES = (
+    "/api/v1/risk-points",
+    "/api/v1/shelters",
+    "/api/v1/households",
+    "/api/v1/warnings",
+)
 
 
 def guarded_routes(app: FastAPI) -> dict[tuple[str, str], frozenset[Permission] | None]:
@@ -391,6 +478,55 @@ def _sensors(session: Session) -> Ids:
     }
 
 
+def _square(lat: float, lon: float, half: float = 0.0005) -> dict[str, Any]:
+    ring = [[lon - half, lat - half], [lon + half, lat - half], [lon + half, lat + half]]
+    return {"type": "Polygon", "coordinates": [[*ring, [lon - half, lat + half]]]}
+
+
+def _warnings(session: Session, lat: float, lon: float) -> Ids:
+    """Four risk points in GRID, one per workflow state (see EXAMPLES), a shelter and a household
+    in the zone of the issued red warning."""
+    from cityops.warning import service as registry
+    from cityops.warning import workflow
+    from cityops.warning.schemas import HouseholdIn, RiskPointIn, ShelterIn
+
+    now = utcnow()
+    registry.create_shelter(
+        session, ShelterIn(code="M-SH", name="村委会", lat=lat, lon=lon, capacity=100), now
+    )
+    points = {}
+    for k, suffix in enumerate("PABC"):
+        centre = lon + 0.0015 * k
+        points[suffix] = registry.create_point(
+            session,
+            RiskPointIn(
+                code=f"M-RP-{suffix}",
+                name=f"测试滑坡{suffix}",
+                lat=lat,
+                lon=centre,
+                zone=_square(lat, centre),
+                shelters=["M-SH"],
+            ),
+            now,
+        )
+        assert points[suffix].region_code == GRID
+    household = HouseholdIn(
+        code="M-HH-1", head_name="李四", address="太康村", lat=lat, lon=points["C"].lon, persons=2
+    )
+    registry.create_household(session, household, now)
+    who, publishing = workflow.Who("person", "测试"), workflow.Publishing()
+    ids: dict[str, Any] = {}
+    for suffix, state in (("A", "proposed"), ("B", "confirmed"), ("C", "issued")):
+        warning = workflow.propose(session, points[suffix], "red", ["测试"], who, now)
+        if state != "proposed":
+            workflow.confirm(session, warning, who, now)
+        if state == "issued":
+            workflow.issue(session, warning, who, now, publishing)
+        ids[state] = warning.code
+    session.flush()
+    return ids
+
+
 def _principal_permissions(name: str) -> frozenset[Permission]:
     if name == DEVICE:
         return frozenset({Permission.telemetry_write})  # the demo device key's scope
@@ -411,6 +547,8 @@ def test_route_authorization(
     assert needs is not None
     app.state.settings = app.state.settings.model_copy(update={"attachments_dir": tmp_path / "att"})
     ids = _ids(session, app.state.settings.attachments_dir)
+    if _path.startswith(WARNING_ROUTES):
+        ids |= _warnings(session, ids["lat"], ids["lon"])
 
     def send(headers: dict[str, str], password: str = "") -> int:
         call = EXAMPLES[route](ids, password)

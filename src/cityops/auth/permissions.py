@@ -36,6 +36,12 @@ class Permission(StrEnum):
     alarms_read = "alarms:read"
     alarms_manage = "alarms:manage"  # acknowledge, clear, comment, assign, shelve
     rules_manage = "rules:manage"
+    # landslide early warning
+    warnings_read = "warnings:read"  # risk points, analytics, warnings, evacuation boards
+    warnings_propose = "warnings:propose"
+    warnings_decide = "warnings:decide"  # confirm, reject, issue, update, lift (in scope)
+    risk_points_manage = "risk_points:manage"  # risk points, zones, households, shelters
+    evacuation_update = "evacuation:update"  # household statuses from the field
     # Machine scopes (API keys):
     telemetry_write = "telemetry:write"
     open311_post = "open311:post"
@@ -43,14 +49,24 @@ class Permission(StrEnum):
 
 P = Permission
 _STAFF_READ = frozenset({P.regions_read, P.org_read, P.people_read, P.cases_read})
-_SENSORS = frozenset({P.devices_read, P.alarms_read})
+_SENSORS = frozenset({P.devices_read, P.alarms_read, P.warnings_read})
 _OPERATOR = _SENSORS | {P.alarms_manage}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.admin: frozenset(Permission) - {P.telemetry_write, P.open311_post},
     Role.district_commander: _STAFF_READ
     | _OPERATOR
-    | {P.pii_unmask, P.cases_report, P.cases_dispatch, P.cases_supervise, P.evaluation_read},
+    | {
+        P.pii_unmask,
+        P.cases_report,
+        P.cases_dispatch,
+        P.cases_supervise,
+        P.evaluation_read,
+        P.warnings_propose,
+        P.warnings_decide,
+        P.risk_points_manage,
+        P.evacuation_update,
+    },
     Role.leader: _STAFF_READ | _SENSORS | {P.evaluation_read},
     Role.shift_leader: _STAFF_READ
     | _OPERATOR
@@ -62,16 +78,28 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         P.cases_verify,
         P.cases_supervise,
         P.evaluation_read,
+        P.warnings_propose,
+        P.evacuation_update,
     },
     Role.intake_operator: _STAFF_READ
     | _OPERATOR
     | {P.pii_unmask, P.cases_report, P.cases_register},
     Role.dispatcher: _STAFF_READ
     | _OPERATOR
-    | {P.pii_unmask, P.cases_report, P.cases_register, P.cases_dispatch, P.cases_verify},
+    | {
+        P.pii_unmask,
+        P.cases_report,
+        P.cases_register,
+        P.cases_dispatch,
+        P.cases_verify,
+        P.warnings_propose,
+        P.evacuation_update,
+    },
     Role.handler: _STAFF_READ | _OPERATOR | {P.cases_report, P.cases_handle},
-    Role.inspector: _STAFF_READ | _SENSORS | {P.cases_report, P.cases_verify},
-    Role.grid_worker: _STAFF_READ | _SENSORS | {P.cases_report, P.cases_verify},
+    Role.inspector: _STAFF_READ | _SENSORS | {P.cases_report, P.cases_verify, P.warnings_propose},
+    Role.grid_worker: _STAFF_READ
+    | _SENSORS
+    | {P.cases_report, P.cases_verify, P.warnings_propose, P.evacuation_update},
     Role.citizen: frozenset({P.regions_read, P.cases_report, P.cases_read}),
     Role.device: frozenset(),  # a machine's permissions are its API key's scopes
 }

@@ -25,7 +25,7 @@ import math
 import random
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -675,9 +675,11 @@ def start(
     backfill_h: float = BACKFILL_H,
     interval_s: float = FEED_INTERVAL_S,
     stop: threading.Event | None = None,
+    skip_sites: Collection[str] = (),
 ) -> Feed:
     """Register the demo devices and default alarm rules (those missing), ingest the last
-    ``backfill_h`` hours the database does not have yet, and start the feed thread."""
+    ``backfill_h`` hours the database does not have yet, and start the feed thread.
+    ``skip_sites``: sites whose devices are registered but not fed (a story feeds them)."""
     from cityops.alarms import rules
     from cityops.alarms.models import AlarmRule
     from cityops.auth import audit
@@ -696,7 +698,7 @@ def start(
         missing = [r for r in rules.default_rules() if r.get("code") not in have]
         if missing:
             rules.load(session, missing, now)
-        codes = [d.code for d in the_plan.devices]
+        codes = [d.code for d in the_plan.devices if d.site not in skip_sites]
         devices = devices_from_db(session, codes)
         newest = session.scalar(
             select(func.max(Latest.ts))

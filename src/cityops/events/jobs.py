@@ -10,6 +10,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -97,15 +98,20 @@ def loop(
     stop: threading.Event,
     channels: Mapping[str, Channel] | None = None,
     retention_months: int = 13,
+    settings: Any = None,
 ) -> None:
     """Run until ``stop`` is set: the body of ``cityops worker`` and of the demo's thread —
-    clock steps, alarm duties (no-data rules, expired shelving, telemetry retention), then
-    delivery of the messages they and people's actions queued."""
+    clock steps, alarm duties (no-data rules, expired shelving, telemetry retention), the
+    landslide analytics of risk points whose monitors reported, then delivery of the messages
+    they and people's actions queued."""
     from cityops.alarms import jobs as alarm_jobs
+    from cityops.config import get_settings
     from cityops.notify import service as notify
     from cityops.notify.channels import from_settings
+    from cityops.warning import analysis
 
     channels = channels or from_settings(None)
+    settings = settings or get_settings()
     while not stop.is_set():
         try:
             tally = run_due(factory)
@@ -114,6 +120,9 @@ def loop(
             duties = alarm_jobs.run(factory, retention_months)
             if any(duties.values()):
                 log.info("alarm duties: %s", duties)
+            evaluated = analysis.job(factory, settings)
+            if evaluated:
+                log.info("risk points evaluated: %s", evaluated)
             sent = notify.deliver_due(factory, channels)
             if any(sent.values()):
                 log.info("messages: %s", sent)

@@ -473,6 +473,30 @@ def test_the_neighbouring_grid_worker_reports_on_their_households(
     assert {h["household"] for h in tasks[0]["households"]} == mine and tasks[0]["open"] == len(
         mine
     )
+    masked = tasks[0]["households"][0]
+    assert masked["phone"] is None or "*" in masked["phone"]
+    # The worker may see the phones of the households they must call (need-to-know, audited),
+    # but nobody else's.
+    own = ok(
+        anon.get(
+            f"/api/v1/warnings/{code}/evacuation/tasks",
+            params={"mine": "true", "unmask": "true"},
+            headers=neighbour,
+        )
+    )["items"]
+    phones = {h["household"]: h["phone"] for h in own[0]["households"]}
+    assert phones == {c: zone.phones[c] for c in mine}
+    assert session.scalars(
+        select(AuditEntry).where(AuditEntry.action == "unmask", AuditEntry.entity == "households")
+    ).first()
+    error(
+        anon.get(
+            f"/api/v1/warnings/{code}/evacuation/tasks",
+            params={"unmask": "true"},
+            headers=neighbour,
+        ),
+        403,
+    )
     listed = ok(anon.get(f"/api/v1/warnings/{code}/evacuation/households", headers=neighbour))
     assert {h["household"] for h in listed["items"]} == mine
     base = f"/api/v1/warnings/{code}/evacuation/households"
@@ -486,3 +510,18 @@ def test_the_neighbouring_grid_worker_reports_on_their_households(
     far = grid_worker(session, anon, db_url, f"{YIHE}001001")
     assert ok(anon.get("/api/v1/warnings", headers=far))["items"] == []
     error(anon.get(f"/api/v1/warnings/{code}/evacuation/tasks", headers=far), 404)
+
+
+def test_a_second_proposal_is_noted_on_the_open_warning(client: TestClient, zone: Zone) -> None:
+    body = {"risk_point": "W-LGW", "level": "yellow", "reason": "雨量计 1 小时雨量 30 mm"}
+    first = ok(client.post("/api/v1/warnings", json=body), 201)
+    again = ok(client.post("/api/v1/warnings", json=body | {"reason": "群测群防员报告裂缝"}), 200)
+    assert again["code"] == first["code"] and again["level"] == "yellow"
+    assert [h["action"] for h in again["history"]] == ["proposed", "seconded"]
+    higher = ok(client.post("/api/v1/warnings", json=body | {"level": "orange"}), 200)
+    assert higher["level"] == "orange" and higher["history"][-1]["action"] == "raised"
+    assert "橙色" in higher["headline"]
+    ok(client.post(f"/api/v1/warnings/{first['code']}/confirm", json={}))
+    ok(client.post(f"/api/v1/warnings/{first['code']}/issue", json={}))
+    bad = error(client.post(f"/api/v1/warnings/{first['code']}/lift", json={}), 422)
+    assert "note" in fields(bad)

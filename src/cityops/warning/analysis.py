@@ -9,7 +9,7 @@ evaluation; a level at or above the configured one proposes a warning (the comma
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ from cityops.live import service as live
 from cityops.telemetry.models import Latest, Rollup1h
 from cityops.warning import decision, displacement, rainfall, workflow
 from cityops.warning import service as registry
-from cityops.warning.models import LEVEL_RANK, RiskPoint, RiskPointMonitor
+from cityops.warning.models import LEVEL_RANK, RiskPoint, RiskPointMonitor, Warning
 
 DAY_MS = 86_400_000
 
@@ -103,7 +103,11 @@ def apply(
             region_code=point.region_code,
             payload={"from": before, "to": verdict.level, "reasons": verdict.reasons[:3]},
         )
-    if auto_propose != "none" and LEVEL_RANK[verdict.level] >= LEVEL_RANK[auto_propose]:
+    if (
+        auto_propose != "none"
+        and LEVEL_RANK[verdict.level] >= LEVEL_RANK[auto_propose]
+        and not _declined(session, point, verdict.level, now)
+    ):
         workflow.propose(
             session,
             point,
@@ -115,6 +119,26 @@ def apply(
             source="analytics",
             evidence={"evidence": _jsonable(getattr(verdict, "evidence", []))},
         )
+
+
+# After a commander declines a proposal, the analytics stay quiet for this long unless the
+# level rises above the one declined: otherwise the next reading would ask again at once.
+DECLINED_QUIET = timedelta(hours=12)
+
+
+def _declined(session: Session, point: RiskPoint, level: str, now: datetime) -> bool:
+    last = session.scalar(
+        select(Warning)
+        .where(Warning.risk_point_id == point.id, Warning.state == "rejected")
+        .order_by(Warning.closed_at.desc())
+        .limit(1)
+    )
+    return (
+        last is not None
+        and last.closed_at is not None
+        and now - last.closed_at < DECLINED_QUIET
+        and LEVEL_RANK[level] <= LEVEL_RANK[last.level]
+    )
 
 
 def _jsonable(value: Any) -> Any:
@@ -144,7 +168,7 @@ def due(session: Session) -> list[RiskPoint]:
         .join(newest, newest.c.risk_point_id == RiskPoint.id)
         .where(RiskPoint.active.is_(True))
         .order_by(RiskPoint.code)
-    ).tuples()
+    )
     return [
         point
         for point, ts in rows

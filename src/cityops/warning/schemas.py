@@ -103,6 +103,10 @@ class UpdateIn(BaseModel):
     note: str = Field(min_length=1, max_length=500, description="what changed")
 
 
+class LiftIn(BaseModel):
+    note: str = Field(min_length=1, max_length=500, description="why it is safe again")
+
+
 class StatusIn(BaseModel):
     status: Status
     shelter: str | None = Field(default=None, max_length=40, description="shelter code")

@@ -131,6 +131,22 @@ def _log(
     )
 
 
+def _suggested(session: Session, warning: Warning, level: str) -> bool:
+    """Whether the warning's latest step already suggests this level: analytics re-run on
+    every new reading and must not repeat themselves on the history."""
+    last = session.scalar(
+        select(WarningEvent)
+        .where(WarningEvent.warning_id == warning.id)
+        .order_by(WarningEvent.id.desc())
+        .limit(1)
+    )
+    return (
+        last is not None
+        and last.action == "upgrade_suggested"
+        and last.data.get("suggested") == level
+    )
+
+
 def _next_code(session: Session, now: datetime) -> str:
     year = now.year
     prefix = f"W-{year}-"
@@ -167,7 +183,7 @@ def propose(
                 current.headline = _headline(point, level)
                 current.instruction = _instruction(point, level)
                 _log(session, current, "raised", who, now, "；".join(reasons))
-            else:
+            elif not _suggested(session, current, level):
                 _log(
                     session,
                     current,
@@ -177,6 +193,8 @@ def propose(
                     "；".join(reasons),
                     {"suggested": level},
                 )
+        elif source == "person":
+            _log(session, current, "seconded", who, now, "；".join(reasons), {"level": level})
         return current
     warning = Warning(
         code=_next_code(session, now),

@@ -62,6 +62,7 @@ bench: install
 	$(BIN)/python bench/locate.py
 	$(BIN)/python bench/events.py $(BENCH_ARGS)
 	$(BIN)/python bench/ingest.py $(INGEST_ARGS)
+	$(BIN)/python bench/warning.py $(WARNING_ARGS)
 
 clean:
 	rm -rf $(VENV) web/node_modules src/cityops/web/static/vendor var test-artifacts

@@ -533,6 +533,7 @@ def _principal_permissions(name: str) -> frozenset[Permission]:
     return ROLE_PERMISSIONS[DEMO_ROLES[name]]
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("route", sorted(EXAMPLES), ids=lambda r: f"{r[0]} {r[1]}")
 def test_route_authorization(
     route: tuple[str, str],

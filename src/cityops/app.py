@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -35,6 +36,8 @@ ROUTER_MODULES = [
     "cityops.alarms.api",
     "cityops.live.api",
     "cityops.warning.api",
+    "cityops.mobile.views",
+    "cityops.cockpit.api",
 ]
 
 
@@ -45,6 +48,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         title="CityOps 城市运行和治理中心",
         version=__version__,
         description="开州区数字化城市运行和治理中心 API — city operations and governance center",
+        lifespan=_lifespan,
     )
     from cityops.auth import audit
 
@@ -67,6 +71,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     _install_error_handlers(app)
     _install_health(app)
     return app
+
+
+def _lifespan(app: FastAPI) -> AbstractAsyncContextManager[None]:
+    """Start-up and shutdown: live streams end when the server stops; the PostgreSQL listener
+    (started with the first stream) stops with it."""
+    from cityops.live import bus
+
+    return bus.lifespan(app)
 
 
 def _error(

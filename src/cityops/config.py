@@ -98,6 +98,13 @@ class Settings(BaseSettings):
         default="yellow", description="analytics propose a warning at this level or above"
     )
     warning_window_days: int = Field(default=30, ge=2, le=365, description="analytics look back")
+    # Live updates (server-sent events).
+    live_max_streams: int = Field(
+        default=500, ge=1, le=100_000, description="open event streams per web process"
+    )
+    live_poll_s: float = Field(
+        default=5.0, gt=0, le=300, description="streams re-read the feed this often regardless"
+    )
     # Single sign-on (OpenID Connect); off unless an issuer is set.
     oidc_issuer: str | None = None
     oidc_client_id: str = ""

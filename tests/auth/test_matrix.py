@@ -56,6 +56,17 @@ PUBLIC = {
     # Issued warnings are for everyone: CAP 1.2 documents and the Atom feed of active ones.
     ("GET", "/api/v1/cap/{identifier}.xml"),
     ("GET", "/feeds/warnings.atom"),
+    ("GET", "/cockpit"),  # a page: redirects to /login when signed out, says 403 without rights
+    # The pocket command room: pages redirect to /login when signed out; the manifest and the
+    # service worker are the installable app's shell and hold no data.
+    ("GET", "/m"),
+    ("GET", "/m/"),
+    ("GET", "/m/tasks"),
+    ("GET", "/m/report"),
+    ("GET", "/m/alerts"),
+    ("GET", "/m/manifest.webmanifest"),
+    ("GET", "/m/sw.js"),
+    ("GET", "/m/api/session"),  # any signed-in caller (401 otherwise): who am I, my CSRF token
 }
 DOCS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
@@ -260,6 +271,16 @@ EXAMPLES: dict[tuple[str, str], Callable[[Ids, str], Call]] = {
         f"/api/v1/alarms/{i['alarm']}/unshelve", json={}
     ),
     ("GET", "/api/v1/feed"): lambda i, p: Call("/api/v1/feed"),
+    # timeout=0: the backlog, then the stream ends (a test client reads a response to its end).
+    ("GET", "/api/v1/stream"): lambda i, p: Call("/api/v1/stream", {"after": 0, "timeout": 0}),
+    ("GET", "/m/api/cases"): lambda i, p: Call("/m/api/cases"),
+    # The digital cockpit, on demo-grid's grid (inside every demo scope).
+    ("GET", "/api/v1/cockpit/summary"): lambda i, p: Call(
+        "/api/v1/cockpit/summary", {"region": GRID}
+    ),
+    ("GET", "/api/v1/cockpit/layers/{layer}"): lambda i, p: Call(
+        "/api/v1/cockpit/layers/cases", {"region": GRID}
+    ),
     # Landslide early warning: M-RP-P has no warning, M-RP-A's is proposed, M-RP-B's confirmed,
     # M-RP-C's issued red (evacuating household M-HH-1); see _warnings.
     ("GET", "/api/v1/risk-points"): lambda i, p: Call("/api/v1/risk-points"),

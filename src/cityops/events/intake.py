@@ -123,6 +123,9 @@ def report(session: Session, principal: Principal, r: Report, now: datetime) -> 
         from cityops.events import attachments
 
         attachments.link(session, case, r.attachments, principal)
+    from cityops.events import lifecycle
+
+    lifecycle.publish(session, case, "report", now)
     session.flush()
     return case, True
 

@@ -29,6 +29,7 @@ from cityops.events.models import (
     Level,
     State,
 )
+from cityops.live import service as live
 from cityops.org.models import Unit, UnitKind
 
 S = State
@@ -234,9 +235,37 @@ class Context:
             positive=self.positive if own else None,
         )
         self.session.add(event)
+        case = self.case if own else self.session.get(Case, event.case_id)
+        if case is not None:
+            publish(self.session, case, action, self.now)
         if own:
             self.written.append(event)
         return event
+
+
+def publish(session: Session, case: Case, action: str, now: datetime) -> None:
+    """Every timeline event (and every new case) on the live feed, for screens to follow."""
+    category = session.get(Category, case.category_id) if case.category_id else None
+    live.publish(
+        session,
+        live.CASES,
+        action,
+        case.code or case.id,
+        at=now,
+        region_code=case.region_code,
+        payload={
+            "state": case.state,
+            "level": case.level,
+            "category": category.code if category else None,
+            "urgency": case.urgency,
+            "deadline": _iso(case.deadline_at),
+            "lat": case.lat,
+            "lon": case.lon,
+            "source": case.source,
+            "overdue": case.overdue,
+            "problem": case.is_problem,
+        },
+    )
 
 
 def act(

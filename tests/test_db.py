@@ -71,3 +71,12 @@ def test_sqlite_savepoints_do_not_commit_the_outer_transaction(tmp_db: str) -> N
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 0
     engine.dispose()
+
+
+def test_postgresql_plans_each_execution_for_its_own_parameters(
+    backend: str, session: Session
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("a PostgreSQL planner setting")
+    # A generic plan cannot tell a district-wide region prefix from one grid's.
+    assert session.execute(text("SHOW plan_cache_mode")).scalar_one() == "force_custom_plan"

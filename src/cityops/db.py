@@ -80,7 +80,19 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    event.listen(engine, "connect", _pg_session)
+    return engine
+
+
+def _pg_session(dbapi_conn: Any, _record: Any) -> None:
+    # psycopg prepares a statement after five runs, and PostgreSQL may then switch to a generic
+    # plan that cannot tell a district-wide region-code range from one grid's (measured: a
+    # grid's 30-day figures went from 20 ms to 6 s at 1M cases). Plan each execution for its
+    # own parameters instead.
+    with dbapi_conn.cursor() as cur:
+        cur.execute("SET plan_cache_mode = force_custom_plan")
+    dbapi_conn.commit()
 
 
 def engine_from_settings(settings: Settings) -> Engine:

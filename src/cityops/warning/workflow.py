@@ -178,10 +178,8 @@ def propose(
     if current is not None:
         if LEVEL_RANK[level] > LEVEL_RANK[current.level]:
             if current.state in ("proposed", "confirmed"):
-                current.level = level
+                _set_level(current, point, level)
                 current.reasons, current.reasons_en = reasons, reasons_en or []
-                current.headline = _headline(point, level)
-                current.instruction = _instruction(point, level)
                 _log(session, current, "raised", who, now, "；".join(reasons))
             elif not _suggested(session, current, level):
                 _log(
@@ -244,11 +242,7 @@ def confirm(
             field="state",
         )
     if level and level != warning.level:
-        point = session.get(RiskPoint, warning.risk_point_id)
-        assert point is not None
-        warning.level = level
-        warning.headline = _headline(point, level)
-        warning.instruction = _instruction(point, level)
+        _set_level(warning, _point(session, warning), level)
     warning.state, warning.confirmed_by, warning.confirmed_at = "confirmed", who.name, now
     _log(session, warning, "confirmed", who, now, note)
     return warning
@@ -290,17 +284,10 @@ def issue(
         raise Conflict(
             "预警须先经指挥长确认再发布 / a commander must confirm before issuing", field="state"
         )
-    point = session.get(RiskPoint, warning.risk_point_id)
-    assert point is not None
     warning.state, warning.issued_at = "issued", now
-    warning.expires_at = now + timedelta(hours=publishing.expiry_h)
-    message = _publish_cap(session, warning, point, "Alert", now, publishing)
-    _log(session, warning, "issued", who, now, note, {"cap": message.identifier})
-    _notify_issue(session, warning, point, message, now)
-    if warning.level in EVACUATE_AT:
-        evacuation.open_for(session, warning, point, who.name, now)
-        notify_tasks(session, warning, now)
-    return warning
+    return _broadcast(
+        session, warning, _point(session, warning), "Alert", who, now, publishing, note
+    )
 
 
 def update(
@@ -319,15 +306,43 @@ def update(
         raise Conflict(
             "只有已发布的预警可以更新 / only an issued warning can be updated", field="state"
         )
+    point = _point(session, warning)
+    if level and level != warning.level:
+        _set_level(warning, point, level)
+    return _broadcast(session, warning, point, "Update", who, now, publishing, note)
+
+
+def _point(session: Session, warning: Warning) -> RiskPoint:
     point = session.get(RiskPoint, warning.risk_point_id)
     assert point is not None
-    if level and level != warning.level:
-        warning.level = level
-        warning.headline = _headline(point, level)
-        warning.instruction = _instruction(point, level)
+    return point
+
+
+def _set_level(warning: Warning, point: RiskPoint, level: str) -> None:
+    """A new level rewrites the words people read with it."""
+    warning.level = level
+    warning.headline = _headline(point, level)
+    warning.instruction = _instruction(point, level)
+
+
+def _broadcast(
+    session: Session,
+    warning: Warning,
+    point: RiskPoint,
+    msg_type: str,
+    who: Who,
+    now: datetime,
+    publishing: Publishing,
+    note: str,
+) -> Warning:
+    """Issue or update: a CAP message valid for another term, everyone told, and for orange
+    and red the evacuation opened (once) with the grid workers' tasks."""
     warning.expires_at = now + timedelta(hours=publishing.expiry_h)
-    message = _publish_cap(session, warning, point, "Update", now, publishing, note=note)
-    _log(session, warning, "updated", who, now, note, {"cap": message.identifier})
+    # An Alert's note is the commander's remark for the history; an Update's is news for all.
+    news = note if msg_type == "Update" else ""
+    message = _publish_cap(session, warning, point, msg_type, now, publishing, note=news)
+    action = "issued" if msg_type == "Alert" else "updated"
+    _log(session, warning, action, who, now, note, {"cap": message.identifier})
     _notify_issue(session, warning, point, message, now)
     if warning.level in EVACUATE_AT:
         evacuation.open_for(session, warning, point, who.name, now)
@@ -350,8 +365,7 @@ def lift(
         raise Conflict(
             "只有已发布的预警可以解除 / only an issued warning can be lifted", field="state"
         )
-    point = session.get(RiskPoint, warning.risk_point_id)
-    assert point is not None
+    point = _point(session, warning)
     warning.state, warning.closed_by, warning.closed_at, warning.close_note = (
         "lifted",
         who.name,

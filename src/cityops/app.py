@@ -38,6 +38,11 @@ ROUTER_MODULES = [
     "cityops.warning.api",
     "cityops.mobile.views",
     "cityops.cockpit.api",
+    "cityops.workbench.views",
+    "cityops.workbench.case_views",
+    "cityops.workbench.evaluation_views",
+    "cityops.workbench.alarm_views",
+    "cityops.workbench.warning_views",
 ]
 
 

@@ -67,6 +67,15 @@ PUBLIC = {
     ("GET", "/m/manifest.webmanifest"),
     ("GET", "/m/sw.js"),
     ("GET", "/m/api/session"),  # any signed-in caller (401 otherwise): who am I, my CSRF token
+    # The workbench: pages redirect to /login when signed out and say 403 without the right; its
+    # forms check the session's CSRF token and the permission in the page (tests/workbench).
+    ("GET", "/workbench"),
+    ("POST", "/workbench/bulk-dispatch"),
+    ("GET", "/workbench/cases/{code}"),
+    ("POST", "/workbench/cases/{code}/actions/{action}"),
+    ("GET", "/workbench/new"),
+    ("POST", "/workbench/new"),
+    ("GET", "/workbench/evaluation"),
 }
 DOCS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 

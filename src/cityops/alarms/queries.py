@@ -69,12 +69,7 @@ def page(
     """Alarms in the caller's region, most severe and most recent first, with their rule and
     the code of the case they opened."""
     conds = _conditions(principal, f, now)
-    total = session.scalar(
-        select(func.count())
-        .select_from(Alarm)
-        .join(AlarmRule, AlarmRule.id == Alarm.rule_id)
-        .where(*conds)
-    )
+    total = count(session, principal, f, now)
     rows = session.execute(
         select(Alarm, AlarmRule, Case.code)
         .join(AlarmRule, AlarmRule.id == Alarm.rule_id)
@@ -84,7 +79,17 @@ def page(
         .limit(limit)
         .offset(offset)
     ).all()
-    return total or 0, rows
+    return total, rows
+
+
+def count(session: Session, principal: Principal, f: Filters, now: datetime) -> int:
+    query = (
+        select(func.count())
+        .select_from(Alarm)
+        .join(AlarmRule, AlarmRule.id == Alarm.rule_id)
+        .where(*_conditions(principal, f, now))
+    )
+    return session.scalar(query) or 0
 
 
 def case_code(session: Session, alarm: Alarm) -> str | None:

@@ -349,23 +349,28 @@ def _unit(ctx: Context, code: str | None, field: str = "unit") -> Unit:
 
 
 def dispatch_targets(session: Session, case: Case) -> list[Unit]:
-    """Units the case's current level may dispatch to: departments (and their sections) from the
-    district; the town's own sections and village stations from a town."""
-    if case.level == Level.district:
+    """Units the case's current level may dispatch to."""
+    return targets_at(session, Level(case.level), case.region_code)
+
+
+def targets_at(session: Session, level: Level, region_code: str) -> list[Unit]:
+    """Units a level may dispatch to: departments (and their sections) from the district; the
+    town's own sections and village stations from a town."""
+    if level == Level.district:
         depts = select(Unit.id).where(Unit.kind == UnitKind.department.value)
         query = select(Unit).where(
             (Unit.kind == UnitKind.department.value)
             | ((Unit.kind == UnitKind.section.value) & Unit.parent_id.in_(depts))
         )
-    elif case.level == Level.town:
+    elif level == Level.town:
         center = select(Unit.id).where(
-            Unit.kind == UnitKind.town_center.value, Unit.code == f"TC-{case.region_code[:9]}"
+            Unit.kind == UnitKind.town_center.value, Unit.code == f"TC-{region_code[:9]}"
         )
         query = select(Unit).where(
             ((Unit.kind == UnitKind.section.value) & Unit.parent_id.in_(center))
             | (
                 (Unit.kind == UnitKind.village_station.value)
-                & Unit.code.startswith(f"VS-{case.region_code[:9]}")
+                & Unit.code.startswith(f"VS-{region_code[:9]}")
             )
         )
     else:

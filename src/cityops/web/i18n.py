@@ -246,8 +246,12 @@ STRINGS: dict[str, dict[str, str]] = {
 }
 
 from cityops.web.i18n_mobile import MOBILE_STRINGS  # noqa: E402  (the pocket command room's)
+from cityops.web.i18n_workbench import WORKBENCH_STRINGS  # noqa: E402
+from cityops.web.i18n_workbench_alerts import WORKBENCH_ALERT_STRINGS  # noqa: E402
 
 STRINGS.update(MOBILE_STRINGS)
+STRINGS.update(WORKBENCH_STRINGS)
+STRINGS.update(WORKBENCH_ALERT_STRINGS)
 
 LANGUAGES = ("zh", "en")
 

@@ -146,6 +146,9 @@ def test_alarm_opens_a_routed_case_and_case_closure_clears_latch(
         )
     )
     assert "alarm_acked" in actions
+    # The note on the case timeline is on the live feed too, for open case pages and screens.
+    case_feed = client.get("/api/v1/feed", params={"topic": "cases"}).json()["items"]
+    assert any(i["action"] == "alarm_acked" and i["ref"] == case.code for i in case_feed)
 
     # Close the case through the loop: the latched alarm is cleared and, being acked, closes.
     handler = Principal(

@@ -116,6 +116,8 @@ def note_on_case(
             data={"alarm": alarm.id},
         )
     )
+    # On the live feed like every other timeline entry, so open case pages and screens hear it.
+    lifecycle.publish(session, case, action, now)
 
 
 def on_case_closed(session: Session, case: Case, principal: Principal, now: datetime) -> None:

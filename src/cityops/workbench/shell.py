@@ -24,6 +24,7 @@ from cityops.web.views import render, to_login
 from cityops.workbench import queues
 
 M = TypeVar("M", bound=BaseModel)
+STOPPED = frozenset({"closed", "rejected", "merged", "voided", "parked"})
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,10 @@ class Clock:
             return f"{hours}小时{mins}分" if zh else f"{hours} h {mins} min"
         return f"{mins}分钟" if zh else f"{mins} min"
 
-    def left(self, deadline: datetime | None) -> tuple[str, str]:
-        """(text, tone) for a deadline: tone is ok, soon (< 4 h) or late."""
-        if deadline is None:
+    def left(self, deadline: datetime | None, state: str = "") -> tuple[str, str]:
+        """(text, tone) for a running deadline: tone is ok, soon (< 4 h) or late; nothing once
+        the case is closed, parked or out of the loop."""
+        if deadline is None or state in STOPPED:
             return "–", "none"
         t = translator(self.lang)
         delta = deadline - self.now

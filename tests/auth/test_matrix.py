@@ -76,6 +76,16 @@ PUBLIC = {
     ("GET", "/workbench/new"),
     ("POST", "/workbench/new"),
     ("GET", "/workbench/evaluation"),
+    # The workbench's alarm and warning pages (the same: login redirect, CSRF and permission
+    # checked in the page; tests/workbench/test_alarm_pages.py, test_warning_pages.py).
+    ("GET", "/workbench/alarms"),
+    ("GET", "/workbench/alarms/{alarm_id}"),
+    ("POST", "/workbench/alarms/{alarm_id}/{action}"),
+    ("GET", "/workbench/warnings"),
+    ("GET", "/workbench/warnings/{code}"),
+    ("POST", "/workbench/warnings/{code}/{action}"),
+    ("GET", "/workbench/risk-points/{code}"),
+    ("POST", "/workbench/risk-points/{code}/propose"),
 }
 DOCS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 

@@ -1,7 +1,404 @@
-"""The workbench's alarm pages (next commit)."""
+"""The workbench's alarm pages: the list (``/workbench/alarms``) with its filters, and each
+alarm's page (``/workbench/alarms/{id}``) with its rule, device, place, history and a form for
+each thing the person may do to it now (acknowledge, clear, comment, assign, shelve, unshelve).
+The forms call the same service functions as the alarm API."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
+
+from cityops.alarms import cases as _cases  # noqa: F401  (closing a case clears its alarm)
+from cityops.alarms import queries, service
+from cityops.alarms.api import AssignIn, NoteIn, ShelveIn
+from cityops.alarms.models import Alarm, RuleState
+from cityops.auth.permissions import Permission as P
+from cityops.auth.principal import Principal
+from cityops.db import utcnow
+from cityops.deps import DbSession
+from cityops.errors import CityOpsError, NotFound
+from cityops.geo.models import Region
+from cityops.org.models import Person
+from cityops.telemetry.models import Device
+from cityops.web.i18n import pick_language, translator
+from cityops.web.views import MaybePrincipal
+from cityops.workbench import shell
 
 router = APIRouter(include_in_schema=False)
+
+PAGE_SIZE = 30
+SEVERITIES = ("critical", "major", "minor", "warning")
+STATES = ("open", "closed", "all")
+# How long an alarm may be shelved, in minutes (the service allows up to 72 h).
+SHELVE_MINUTES = (30, 60, 120, 240, 480, 1440, 4320)
+REGION_PATTERN = r"^(\d{6}(\d{3}){0,3})?$"
+IdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+class AlarmAction(StrEnum):
+    ack = "ack"
+    clear = "clear"
+    comment = "comment"
+    assign = "assign"
+    shelve = "shelve"
+    unshelve = "unshelve"
+
+
+FIELD_LABEL_KEYS = {
+    "note": "wb_al_f_note",
+    "minutes": "wb_al_f_minutes",
+    "reason": "wb_al_f_reason",
+    "person_id": "wb_al_f_assignee",
+}
+
+
+def field_labels(lang: str) -> dict[str, str]:
+    t = translator(lang)
+    return {field: t(key) for field, key in FIELD_LABEL_KEYS.items()}
+
+
+# --- the list ---------------------------------------------------------------------------------
+
+
+def _flag(value: str | None) -> bool | None:
+    """A yes/no filter from a form: anything else means "either"."""
+    if value in ("true", "yes", "1"):
+        return True
+    if value in ("false", "no", "0"):
+        return False
+    return None
+
+
+@dataclass
+class AlarmListing:
+    rows: list[dict[str, Any]]
+    total: int
+    page: int
+    pages: int
+
+
+def _names(session: Session, codes: set[str]) -> dict[str, str]:
+    if not codes:
+        return {}
+    return dict(
+        session.execute(select(Region.code, Region.name).where(Region.code.in_(codes))).all()
+    )
+
+
+def _devices(session: Session, ids: set[int]) -> dict[int, Device]:
+    if not ids:
+        return {}
+    return {d.id: d for d in session.scalars(select(Device).where(Device.id.in_(ids)))}
+
+
+def listing(
+    session: Session, principal: Principal, f: queries.Filters, page: int, now: datetime
+) -> AlarmListing:
+    total, found = queries.page(
+        session, principal, f, now, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
+    )
+    pages = max(1, -(-total // PAGE_SIZE))
+    if page > pages:  # a page that no longer exists (the list shrank): the last one
+        page = pages
+        total, found = queries.page(
+            session, principal, f, now, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
+        )
+    alarms = [a for a, _r, _c in found]
+    names = _names(session, {a.region_code for a in alarms if a.region_code})
+    devices = _devices(session, {a.device_id for a in alarms if a.device_id is not None})
+    rows = [
+        {
+            "alarm": a,
+            "rule": r,
+            "case": c,
+            "device": devices.get(a.device_id) if a.device_id is not None else None,
+            "place": names.get(a.region_code or "", a.region_code or "–"),
+            "shelved": a.shelved_until is not None and a.shelved_until > now,
+        }
+        for a, r, c in found
+    ]
+    return AlarmListing(rows, total, page, pages)
+
+
+@router.get("/workbench/alarms")
+def alarm_list(
+    request: Request,
+    principal: MaybePrincipal,
+    session: DbSession,
+    state: Annotated[str | None, Query(max_length=10)] = None,
+    severity: Annotated[str | None, Query(max_length=10)] = None,
+    acked: Annotated[str | None, Query(max_length=5)] = None,
+    shelved: Annotated[str | None, Query(max_length=5)] = None,
+    region: Annotated[str | None, Query(pattern=REGION_PATTERN)] = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Response:
+    if (to := shell.gate(request, principal)) is not None:
+        return to
+    assert principal is not None
+    t = translator(pick_language(request))
+    if shell.lacks(principal, P.alarms_read):
+        return shell.refuse(request, session, principal, t("wb_error_forbidden"))
+    chosen = state if state in STATES else "open"
+    f = queries.Filters(
+        state=chosen,
+        severity=(severity,) if severity in SEVERITIES else (),
+        acked=_flag(acked),
+        shelved=bool(_flag(shelved)),  # shelved alarms only when asked for
+        region=region or None,
+    )
+    # The nav's "to acknowledge" queue is exactly the open, unacknowledged, unshelved list.
+    queue = chosen == "open" and f.acked is False and not f.severity and not f.shelved
+    queue = queue and not f.region
+    now = utcnow()
+    return shell.page(
+        request,
+        session,
+        principal,
+        "wb/alarms.html",
+        active="alarms" if queue and principal.can(P.alarms_manage) else "alarm-list",
+        listing=listing(session, principal, f, page, now),
+        f=f,
+        queue=queue,
+        states=STATES,
+        severities=SEVERITIES,
+    )
+
+
+# --- one alarm --------------------------------------------------------------------------------
+
+
+def _region_path(session: Session, code: str | None) -> list[Region]:
+    if not code:
+        return []
+    prefixes = [code[:n] for n in (6, 9, 12, 15) if len(code) >= n]
+    found = {r.code: r for r in session.scalars(select(Region).where(Region.code.in_(prefixes)))}
+    return [found[p] for p in prefixes if p in found]
+
+
+def allowed_actions(
+    session: Session, principal: Principal, alarm: Alarm, now: datetime
+) -> list[AlarmAction]:
+    """What this person may do to the alarm now, in the order the page offers it."""
+    if shell.lacks(principal, P.alarms_manage):
+        return []
+    shelved = alarm.shelved_until is not None and alarm.shelved_until > now
+    if alarm.closed_at is not None:
+        return [AlarmAction.comment]
+    allowed = []
+    if not alarm.acked:
+        allowed.append(AlarmAction.ack)
+    if alarm.condition == "active":
+        # A person clears only a latched alarm whose condition has gone away.
+        state = session.get(RuleState, (alarm.rule_id, alarm.source))
+        if state is None or not state.active:
+            allowed.append(AlarmAction.clear)
+    allowed += [AlarmAction.comment, AlarmAction.assign]
+    allowed.append(AlarmAction.unshelve if shelved else AlarmAction.shelve)
+    return allowed
+
+
+def _assignees(session: Session, principal: Principal, alarm: Alarm) -> list[tuple[int, str]]:
+    """Whom the alarm may be given to: the people of the person's own unit (themselves first),
+    and whoever has it now."""
+    people: list[tuple[int, str]] = []
+    if principal.person_id is not None:
+        me = session.get(Person, principal.person_id)
+        if me is not None:
+            people.append((me.id, me.name))
+    if principal.unit_id is not None:
+        people += [
+            (p.id, p.name)
+            for p in session.scalars(
+                select(Person)
+                .where(Person.unit_id == principal.unit_id, Person.active.is_(True))
+                .order_by(Person.name, Person.id)
+                .limit(200)
+            )
+            if p.id != principal.person_id
+        ]
+    if alarm.assignee_person_id is not None and all(
+        pid != alarm.assignee_person_id for pid, _n in people
+    ):
+        current = session.get(Person, alarm.assignee_person_id)
+        if current is not None:
+            people.append((current.id, current.name))
+    return people
+
+
+def _duration(minutes: int, lang: str) -> str:
+    if minutes < 60:
+        return f"{minutes} 分钟" if lang == "zh" else f"{minutes} min"
+    hours = minutes // 60
+    return f"{hours} 小时" if lang == "zh" else f"{hours} h"
+
+
+def alarm_context(
+    session: Session, principal: Principal, alarm: Alarm, now: datetime, lang: str
+) -> dict[str, Any]:
+    rule = service.rule_of(session, alarm)
+    events = service.history(session, alarm)
+    allowed = allowed_actions(session, principal, alarm, now)
+    assignee = (
+        session.get(Person, alarm.assignee_person_id)
+        if alarm.assignee_person_id is not None
+        else None
+    )
+    return {
+        "alarm": alarm,
+        "rule": rule,
+        "device": session.get(Device, alarm.device_id) if alarm.device_id is not None else None,
+        "regions": _region_path(session, alarm.region_code),
+        "case_code": queries.case_code(session, alarm),
+        "assignee": assignee,
+        "events": events,
+        "comments": [e for e in events if e.action == "comment"],
+        "shelved": alarm.shelved_until is not None and alarm.shelved_until > now,
+        "allowed": allowed,
+        "assignees": _assignees(session, principal, alarm) if AlarmAction.assign in allowed else [],
+        "shelve_options": [(m, _duration(m, lang)) for m in SHELVE_MINUTES],
+        "may_manage": principal.can(P.alarms_manage),
+    }
+
+
+def _alarm_page(
+    request: Request,
+    session: Session,
+    principal: Principal,
+    alarm: Alarm,
+    *,
+    error: shell.Problem | None = None,
+    form: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> Response:
+    t = translator(pick_language(request))
+    done = request.query_params.get("done", "")
+    notice = ""
+    if done in {a.value for a in AlarmAction}:
+        notice = t("wb_done").format(what=t(f"wb_al_do_{done}"))
+    return shell.page(
+        request,
+        session,
+        principal,
+        "wb/alarm.html",
+        active="alarm-list",
+        status_code=status_code,
+        error=error,
+        notice=notice,
+        form=form or {},
+        **alarm_context(session, principal, alarm, utcnow(), pick_language(request)),
+    )
+
+
+@router.get("/workbench/alarms/{alarm_id}")
+def alarm_page(
+    alarm_id: IdPath, request: Request, principal: MaybePrincipal, session: DbSession
+) -> Response:
+    if (to := shell.gate(request, principal)) is not None:
+        return to
+    assert principal is not None
+    t = translator(pick_language(request))
+    if shell.lacks(principal, P.alarms_read):
+        return shell.refuse(request, session, principal, t("wb_error_forbidden"))
+    try:
+        alarm = service.get(session, alarm_id, principal)
+    except NotFound:
+        return shell.refuse(request, session, principal, t("wb_al_not_found"), 404)
+    return _alarm_page(request, session, principal, alarm)
+
+
+def _text(form: FormData, key: str) -> str:
+    return str(form.get(key, "")).strip()
+
+
+def _act(
+    session: Session,
+    principal: Principal,
+    alarm: Alarm,
+    action: AlarmAction,
+    form: FormData,
+    now: datetime,
+) -> None:
+    """One action, its form checked by the API's own schema."""
+    match action:
+        case AlarmAction.ack:
+            note = shell.validated(NoteIn, {"note": _text(form, "note")}).note
+            service.acknowledge(session, alarm, principal, now, note)
+        case AlarmAction.clear:
+            note = shell.validated(NoteIn, {"note": _text(form, "note")}).note
+            service.clear(session, alarm, principal, now, note)
+        case AlarmAction.comment:
+            note = shell.validated(NoteIn, {"note": _text(form, "note")}).note
+            service.comment(session, alarm, principal, now, note)
+        case AlarmAction.assign:
+            who = _text(form, "person_id")
+            body = shell.validated(AssignIn, {"person_id": who or None})
+            service.assign(session, alarm, principal, now, body.person_id)
+        case AlarmAction.shelve:
+            shelving = shell.validated(
+                ShelveIn, {"minutes": _text(form, "minutes"), "reason": _text(form, "reason")}
+            )
+            service.shelve(session, alarm, principal, now, shelving.minutes, shelving.reason)
+        case AlarmAction.unshelve:
+            note = shell.validated(NoteIn, {"note": _text(form, "note")}).note
+            service.unshelve(session, alarm, service.Who.of(principal), now, note)
+
+
+@router.post("/workbench/alarms/{alarm_id}/{action}")
+async def act(
+    alarm_id: IdPath,
+    action: AlarmAction,
+    request: Request,
+    principal: MaybePrincipal,
+    session: DbSession,
+) -> Response:
+    """Take an action from its form: success goes back to the alarm (post/redirect/get); a
+    refusal shows the page again with the reason, the filled form kept."""
+    if principal is None:
+        return RedirectResponse(f"/login?next=/workbench/alarms/{alarm_id}", status_code=303)
+    lang = pick_language(request)
+    t = translator(lang)
+    if shell.lacks(principal, P.alarms_read):
+        return shell.refuse(request, session, principal, t("wb_error_forbidden"))
+    try:
+        alarm = service.get(session, alarm_id, principal)
+    except NotFound:
+        return shell.refuse(request, session, principal, t("wb_al_not_found"), 404)
+    form = await request.form()
+    kept: dict[str, Any] = {k: str(v) for k, v in form.items() if k != "csrf_token"}
+    kept["action"] = action.value
+    if not await shell.csrf_ok(request):
+        problem = shell.Problem(403, t("wb_error_csrf"), "")
+        return _alarm_page(
+            request, session, principal, alarm, error=problem, form=kept, status_code=403
+        )
+    if shell.lacks(principal, P.alarms_manage):
+        problem = shell.Problem(403, t("wb_al_read_only"), t("wb_error_forbidden"))
+        return _alarm_page(
+            request, session, principal, alarm, error=problem, form={}, status_code=403
+        )
+    try:
+        with session.begin_nested():
+            _act(session, principal, alarm, action, form, utcnow())
+    except CityOpsError as exc:
+        session.refresh(alarm)
+        problem = shell.problem(exc, lang, field_labels(lang))
+        if exc.status_code == 409:
+            kept = {}
+        return _alarm_page(
+            request,
+            session,
+            principal,
+            alarm,
+            error=problem,
+            form=kept,
+            status_code=exc.status_code,
+        )
+    return RedirectResponse(f"/workbench/alarms/{alarm_id}?done={action.value}", status_code=303)

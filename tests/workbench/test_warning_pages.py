@@ -1,0 +1,227 @@
+"""The workbench's warning pages through their forms (no browser): a proposal from the risk
+point page confirmed and issued by a commander (CAP, evacuation), the steps each person may take
+now, refusals (a stale form, someone without the say, a warning in another town) that explain
+themselves and change nothing; and in Chromium, the risk point's analysis charts."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from urllib.parse import quote
+
+import pytest
+import requests
+from fastapi.testclient import TestClient
+from playwright.sync_api import Page, expect
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cityops.db import utcnow
+from cityops.warning import workflow
+from cityops.warning.models import CapMessage, Warning, WarningEvent
+from tests.warning.conftest import LINJIANG, Zone, zone  # noqa: F401  (the 老沟湾 risk zone)
+from tests.warning.test_api import town_commander
+from tests.web.conftest import LiveServer, browser, live, page, shot, sign_in  # noqa: F401
+from tests.workbench.conftest import Person
+
+PersonFor = Callable[[str], Person]
+
+
+def steps(html: str, code: str) -> set[str]:
+    return set(re.findall(rf'action="/workbench/warnings/{re.escape(code)}/(\w+)"', html))
+
+
+@pytest.fixture
+def lgw(zone: Zone) -> Zone:  # noqa: F811
+    return zone
+
+
+def warning_state(session: Session, code: str) -> tuple[str, str]:
+    session.expire_all()
+    w = session.scalars(select(Warning).where(Warning.code == code)).one()
+    return w.state, w.level
+
+
+def test_propose_confirm_and_issue_through_the_forms(
+    person: PersonFor, lgw: Zone, session: Session
+) -> None:
+    commander = person("demo-commander")
+    point = commander.get("/workbench/risk-points/W-LGW")
+    assert point.status_code == 200
+    html = point.text
+    for chart in ("chart-displacement", "chart-angle", "chart-inverse", "chart-rain-id"):
+        assert re.search(rf'id="{chart}" class="chart" role="img" aria-label="[^"]+"', html), chart
+    assert 'id="sum-displacement"' in html and "综合研判" in html  # the summary beside them
+    assert "/static/wb/analysis.js" in html and "vendor/echarts.min.js" in html
+    assert "W-LGW-GNSS-1" in html and "太康村小学" in html and "16 户 47 人" in html
+    assert 'action="/workbench/risk-points/W-LGW/propose"' in html
+
+    proposed = commander.submit(
+        "/workbench/risk-points/W-LGW/propose", {"level": "yellow", "reason": "坡脚出现新裂缝"}
+    )
+    assert proposed.status_code == 303
+    code = re.search(r"/workbench/warnings/([\w-]+)\?done=propose", proposed.headers["location"])
+    assert code, proposed.headers["location"]
+    code = code.group(1)
+
+    queue = commander.get("/workbench/warnings?state=proposed")  # the nav's "预警待确认"
+    assert f'data-warning="{code}"' in queue.text
+    assert re.search(r'aria-current="page" data-queue="warnings"', queue.text)
+    assert 'href="/workbench/risk-points/W-LGW"' in queue.text  # and the risk points below
+
+    shown = commander.get(f"/workbench/warnings/{code}")
+    assert shown.status_code == 200 and "坡脚出现新裂缝" in shown.text
+    assert steps(shown.text, code) == {"confirm", "reject"}
+
+    confirmed = commander.submit(f"/workbench/warnings/{code}/confirm", {"level": "orange"})
+    assert confirmed.status_code == 303
+    assert warning_state(session, code) == ("confirmed", "orange")
+    shown = commander.get(confirmed.headers["location"])
+    assert "操作成功：确认预警" in shown.text and steps(shown.text, code) == {"issue", "reject"}
+
+    issued = commander.submit(f"/workbench/warnings/{code}/issue", {"note": "立即组织转移"})
+    assert issued.status_code == 303
+    assert warning_state(session, code) == ("issued", "orange")
+    cap = session.scalars(select(CapMessage).where(CapMessage.identifier.contains(code))).one()
+    shown = commander.get(issued.headers["location"])
+    assert steps(shown.text, code) == {"update", "lift"}
+    assert f'href="/api/v1/cap/{cap.identifier}.xml"' in shown.text
+    # Orange opens the evacuation: every threatened person on the board, none out yet.
+    assert "转移进行中" in shown.text
+    assert re.search(r"合计</th><td[^>]*>16</td><td[^>]*>47</td>", shown.text)
+    name = commander.client.get("/api/v1/auth/me").json()["name"]
+    history = session.execute(
+        select(WarningEvent.action, WarningEvent.who_name)
+        .join(Warning, Warning.id == WarningEvent.warning_id)
+        .where(Warning.code == code)
+        .order_by(WarningEvent.id)
+    ).all()
+    assert [tuple(h) for h in history] == [
+        ("proposed", name),
+        ("confirmed", name),
+        ("issued", name),
+    ]
+    english = commander.get(f"/workbench/warnings/{code}?lang=en")
+    assert "Orange" in english.text and "Lift" in english.text
+
+
+def test_refusals_explain_themselves_and_change_nothing(
+    anon: TestClient, person: PersonFor, lgw: Zone, session: Session, db_url: str
+) -> None:
+    for path in ("/workbench/warnings?state=proposed", "/workbench/risk-points/W-LGW"):
+        r = anon.get(path, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == f"/login?next={quote(path)}"
+    r = anon.post("/workbench/warnings/W-2026-0001/confirm", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
+
+    warning = workflow.propose(
+        session, lgw.point, "red", ["位移加速"], workflow.Who("person", "网格员"), utcnow()
+    )
+    code = warning.code
+
+    stale = person("demo-commander").submit(f"/workbench/warnings/{code}/confirm", csrf=False)
+    assert stale.status_code == 403 and "页面已过期" in stale.text
+    assert warning_state(session, code) == ("proposed", "red")
+
+    leader = person("demo-leader")  # reads everything, decides nothing
+    shown = leader.get(f"/workbench/warnings/{code}")
+    assert shown.status_code == 200 and steps(shown.text, code) == set()
+    assert "由指挥长决定" in shown.text
+    refused = leader.submit(f"/workbench/warnings/{code}/confirm")
+    assert refused.status_code == 403 and "由指挥长决定" in refused.text
+    assert "/propose" not in leader.get("/workbench/risk-points/W-LGW").text
+    assert warning_state(session, code) == ("proposed", "red")
+
+    # A commander of another town neither sees the warning nor can decide it.
+    other = town_commander(session, anon, db_url, LINJIANG)
+    seen = anon.get(f"/workbench/warnings/{code}", headers=other)
+    assert seen.status_code == 404 and "不在您的辖区" in seen.text
+    tried = anon.post(f"/workbench/warnings/{code}/confirm", headers=other, follow_redirects=False)
+    assert tried.status_code == 404 and "不在您的辖区" in tried.text
+    assert code not in anon.get("/workbench/warnings?state=all", headers=other).text
+    assert warning_state(session, code) == ("proposed", "red")
+
+
+# --- in Chromium --------------------------------------------------------------------------
+
+
+def _slope(live_url: str, admin: dict[str, str], key: str) -> str:
+    """A slope in the live server's district: a GNSS station creeping for three weeks, then
+    accelerating, and a rain gauge through a two-day storm."""
+    from cityops.telemetry.service import default_types
+
+    def call(method: str, path: str, **kw: object) -> requests.Response:
+        r = requests.request(method, live_url + path, timeout=30, **kw)  # type: ignore[arg-type]
+        assert r.ok, r.text
+        return r
+
+    grid = "500154024003001"
+    lon, lat = call("GET", f"/api/v1/regions/{grid}", headers=admin).json()["center"]
+    call("PUT", "/api/v1/device-types", json={"types": default_types()}, headers=admin)
+    for code, kind in (("WBP-GNSS-1", "gnss"), ("WBP-RAIN-1", "rain")):
+        call(
+            "POST",
+            "/api/v1/devices",
+            json={"code": code, "type": kind, "name": f"试验坡 {kind}", "lat": lat, "lon": lon},
+            headers=admin,
+        )
+    ring = [[lon - 0.001, lat - 0.001], [lon + 0.001, lat - 0.001], [lon + 0.001, lat + 0.001]]
+    call(
+        "POST",
+        "/api/v1/risk-points",
+        json={
+            "code": "WBP-SLOPE",
+            "name": "试验坡滑坡",
+            "lat": lat,
+            "lon": lon,
+            "zone": {"type": "Polygon", "coordinates": [[*ring, [lon - 0.001, lat + 0.001]]]},
+            "monitors": [{"device": "WBP-GNSS-1", "v_uniform": 0.3}, {"device": "WBP-RAIN-1"}],
+            "settings": {"step_h": 6},  # watched closely: the storm's days in 6-hour steps
+        },
+        headers=admin,
+    )
+    now = utcnow().replace(minute=0, second=0, microsecond=0)
+    start = now - timedelta(days=24)
+    readings = []
+    for h in range(24 * 24):
+        at = start + timedelta(hours=h)
+        days = h / 24
+        # Steady creep, then accelerating over the last four days (about 1/(t_f − t)).
+        s = 0.3 * days + (8 * -math.log(1 - (days - 20) / 4.3) if days > 20 else 0.0)
+        ts = int(at.timestamp() * 1000)
+        readings.append({"device": "WBP-GNSS-1", "metric": "disp_mm", "ts": ts, "value": s})
+        rain = 6.0 if days > 22 else 0.0
+        readings.append({"device": "WBP-RAIN-1", "metric": "rain_mm", "ts": ts, "value": rain})
+    call("POST", "/api/v1/telemetry", json=readings, headers={"X-API-Key": key})
+    return "WBP-SLOPE"
+
+
+@pytest.mark.browser
+def test_risk_point_charts_in_chromium(live: LiveServer, page: Page) -> None:  # noqa: F811
+    token = requests.post(
+        f"{live.url}/api/v1/auth/token",
+        json={"username": "demo-admin", "password": live.credentials["demo-admin"]},
+        timeout=10,
+    ).json()["access_token"]
+    code = _slope(live.url, {"Authorization": f"Bearer {token}"}, live.credentials["(API key)"])
+
+    sign_in(page, live, "demo-commander", f"/workbench/risk-points/{code}")
+    expect(page.locator("#analysis")).to_have_attribute("data-ready", "true", timeout=15_000)
+    for chart in ("chart-displacement", "chart-angle", "chart-inverse", "chart-rain-id"):
+        box = page.locator(f"#{chart}")
+        expect(box).to_have_attribute("role", "img")
+        expect(box.locator("canvas")).to_have_count(1)
+    expect(page.locator("#chart-inverse")).to_have_attribute("aria-label", re.compile("GNSS-1"))
+    expect(page.locator("#sum-displacement")).to_contain_text("GNSS-1")
+    expect(page.locator("#sum-inverse")).to_contain_text("R²")
+    expect(page.locator("#sum-rain")).to_contain_text("Caine")
+    expect(page.locator("#live-verdict")).to_contain_text("红色")  # never evaluated: live
+    shot(page, "workbench-risk-point")
+    page.locator("#rain-title").scroll_into_view_if_needed()
+    shot(page, "workbench-risk-point-rain")
+    page.goto(f"{live.url}/workbench/risk-points/{code}?lang=en")
+    expect(page.locator("#analysis")).to_have_attribute("data-ready", "true", timeout=15_000)
+    expect(page.locator("#sum-displacement")).to_contain_text("displacement")
+    shot(page, "workbench-risk-point-en")

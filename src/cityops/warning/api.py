@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from sqlalchemy import Select, or_, select
+from sqlalchemy import or_, select
 
 from cityops.auth import audit
 from cityops.auth.deps import Require
@@ -16,7 +16,7 @@ from cityops.db import utcnow
 from cityops.deps import DbSession
 from cityops.errors import Forbidden, NotFound
 from cityops.privacy import mask_mobile, mask_name
-from cityops.warning import analysis, atom, evacuation, views, workflow
+from cityops.warning import access, analysis, atom, evacuation, views, workflow
 from cityops.warning import service as registry
 from cityops.warning.models import (
     AT_HOME,
@@ -50,41 +50,6 @@ Proposer = Annotated[Principal, Depends(Require(P.warnings_propose))]
 Commander = Annotated[Principal, Depends(Require(P.warnings_decide))]
 Manager = Annotated[Principal, Depends(Require(P.risk_points_manage))]
 FieldWorker = Annotated[Principal, Depends(Require(P.evacuation_update))]
-
-
-def _point(session: DbSession, code: str, principal: Principal) -> RiskPoint:
-    point = registry.get_point(session, code)
-    if not principal.sees(point.region_code):
-        raise NotFound(f"风险点 {code} 不存在 / no such risk point")
-    return point
-
-
-def _evacuating_in(principal: Principal) -> Select[int]:
-    """Ids of warnings whose evacuation has a household inside the principal's area: a zone
-    often straddles grids, and the grid worker of each must see and report their part."""
-    return (
-        select(Evacuation.warning_id)
-        .join(EvacuationEntry, EvacuationEntry.evacuation_id == Evacuation.id)
-        .where(principal.scope(EvacuationEntry.grid_code))
-    )
-
-
-def _readable(session: DbSession, code: str, principal: Principal) -> tuple[Warning, bool]:
-    """A warning the principal may read, and whether all of it (False: only the households
-    of their area, the warning lying in a neighbouring grid)."""
-    warning = workflow.get(session, code)
-    if principal.sees(warning.region_code):
-        return warning, True
-    if session.scalar(_evacuating_in(principal).where(Evacuation.warning_id == warning.id)):
-        return warning, False
-    raise NotFound(f"预警 {code} 不存在 / no such warning")
-
-
-def _warning(session: DbSession, code: str, principal: Principal) -> Warning:
-    warning = workflow.get(session, code)
-    if not principal.sees(warning.region_code):
-        raise NotFound(f"预警 {code} 不存在 / no such warning")
-    return warning
 
 
 Unmask = Annotated[
@@ -144,7 +109,7 @@ def create_point(body: RiskPointIn, principal: Manager, session: DbSession) -> d
 def get_point(
     code: str, principal: Reader, session: DbSession, unmask: Unmask = False
 ) -> dict[str, Any]:
-    point = _point(session, code, principal)
+    point = access.point(session, principal, code)
     show = _unmasked(session, principal, unmask, "risk_points", [point.code])
     return views.point_detail(session, point, unmask=show)
 
@@ -153,7 +118,7 @@ def get_point(
 def patch_point(
     code: str, body: RiskPointPatch, principal: Manager, session: DbSession
 ) -> dict[str, Any]:
-    point = _point(session, code, principal)
+    point = access.point(session, principal, code)
     changes = body.model_dump(exclude_unset=True)
     registry.update_point(session, point, changes, utcnow())
     return views.point_detail(session, point, unmask=False)
@@ -163,7 +128,7 @@ def patch_point(
 def point_households(
     code: str, principal: Reader, session: DbSession, unmask: Unmask = False
 ) -> dict[str, Any]:
-    point = _point(session, code, principal)
+    point = access.point(session, principal, code)
     households = registry.households_of(session, point.id)
     show = _unmasked(session, principal, unmask, "households", [h.code for h in households])
     items = [views.household_out(h, show) for h in households]
@@ -181,7 +146,7 @@ def point_analysis(
     """The pictures a commander decides from: displacement, velocity and tangent-angle curves
     with level bands, the inverse-velocity fit with the predicted failure time, the rain event
     on the intensity–duration chart with both thresholds, and the combined level with reasons."""
-    point = _point(session, code, principal)
+    point = access.point(session, principal, code)
     settings = request.app.state.settings
     evaluation = analysis.evaluate(session, point, utcnow(), settings.warning_window_days)
     return analysis.chart_view(evaluation, max_points)
@@ -192,7 +157,7 @@ def evaluate_point(
     code: str, request: Request, principal: Proposer, session: DbSession
 ) -> dict[str, Any]:
     """Run the analytics now and keep the level (proposing a warning when it is high)."""
-    point = _point(session, code, principal)
+    point = access.point(session, principal, code)
     settings = request.app.state.settings
     now = utcnow()
     evaluation = analysis.evaluate(session, point, now, settings.warning_window_days)
@@ -263,7 +228,7 @@ def list_warnings(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     query = select(Warning).where(
-        or_(principal.scope(Warning.region_code), Warning.id.in_(_evacuating_in(principal)))
+        or_(principal.scope(Warning.region_code), Warning.id.in_(access.evacuating_in(principal)))
     )
     if state == "open":
         query = query.where(Warning.state.in_(OPEN_STATES))
@@ -298,7 +263,7 @@ def propose(
 ) -> dict[str, Any]:
     """A new proposal (201), or — when the point already has an open warning — that warning
     with the proposal noted on its history (200)."""
-    point = _point(session, body.risk_point, principal)
+    point = access.point(session, principal, body.risk_point)
     existing = workflow.open_warning(session, point.id)
     warning = workflow.propose(
         session, point, body.level, [body.reason], workflow.Who.of(principal), utcnow()
@@ -314,12 +279,12 @@ def workflow_out(session: DbSession, warning: Warning) -> dict[str, Any]:
 
 @api.get("/warnings/{code}")
 def get_warning(code: str, principal: Reader, session: DbSession) -> dict[str, Any]:
-    return views.warning_detail(session, _readable(session, code, principal)[0])
+    return views.warning_detail(session, access.readable(session, principal, code)[0])
 
 
 @api.post("/warnings/{code}/confirm")
 def confirm(code: str, body: ConfirmIn, principal: Commander, session: DbSession) -> dict[str, Any]:
-    warning = _warning(session, code, principal)
+    warning = access.in_area(session, principal, code)
     workflow.confirm(
         session,
         warning,
@@ -334,7 +299,7 @@ def confirm(code: str, body: ConfirmIn, principal: Commander, session: DbSession
 
 @api.post("/warnings/{code}/reject")
 def reject(code: str, body: DecisionIn, principal: Commander, session: DbSession) -> dict[str, Any]:
-    warning = _warning(session, code, principal)
+    warning = access.in_area(session, principal, code)
     workflow.reject(session, warning, workflow.Who.of(principal), utcnow(), body.note, principal)
     return workflow_out(session, warning)
 
@@ -343,7 +308,7 @@ def reject(code: str, body: DecisionIn, principal: Commander, session: DbSession
 def issue(
     code: str, body: DecisionIn, request: Request, principal: Commander, session: DbSession
 ) -> dict[str, Any]:
-    warning = _warning(session, code, principal)
+    warning = access.in_area(session, principal, code)
     workflow.issue(
         session,
         warning,
@@ -360,7 +325,7 @@ def issue(
 def update(
     code: str, body: UpdateIn, request: Request, principal: Commander, session: DbSession
 ) -> dict[str, Any]:
-    warning = _warning(session, code, principal)
+    warning = access.in_area(session, principal, code)
     workflow.update(
         session,
         warning,
@@ -378,7 +343,7 @@ def update(
 def lift(
     code: str, body: LiftIn, request: Request, principal: Commander, session: DbSession
 ) -> dict[str, Any]:
-    warning = _warning(session, code, principal)
+    warning = access.in_area(session, principal, code)
     workflow.lift(
         session,
         warning,
@@ -396,7 +361,7 @@ def lift(
 
 def _evacuation(session: DbSession, code: str, principal: Principal) -> tuple[Evacuation, bool]:
     """The warning's evacuation, and whether the principal sees all of its households."""
-    warning, whole = _readable(session, code, principal)
+    warning, whole = access.readable(session, principal, code)
     evac = evacuation.of_warning(session, warning)
     if evac is None:
         raise NotFound("该预警未启动转移 / no evacuation for this warning")

@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
@@ -24,7 +25,6 @@ from cityops.auth.permissions import Permission as P
 from cityops.auth.principal import Principal
 from cityops.db import utcnow
 from cityops.deps import DbSession
-from cityops.errors import CityOpsError, NotFound
 from cityops.geo.models import Region
 from cityops.org.models import Person
 from cityops.telemetry.models import Device
@@ -301,16 +301,17 @@ def _alarm_page(
 def alarm_page(
     alarm_id: IdPath, request: Request, principal: MaybePrincipal, session: DbSession
 ) -> Response:
-    if (to := shell.gate(request, principal)) is not None:
-        return to
-    assert principal is not None
-    t = translator(pick_language(request))
-    if shell.lacks(principal, P.alarms_read):
-        return shell.refuse(request, session, principal, t("wb_error_forbidden"))
-    try:
-        alarm = service.get(session, alarm_id, principal)
-    except NotFound:
-        return shell.refuse(request, session, principal, t("wb_al_not_found"), 404)
+    found = shell.subject(
+        request,
+        session,
+        principal,
+        P.alarms_read,
+        lambda p: service.get(session, alarm_id, p),
+        "wb_al_not_found",
+    )
+    if isinstance(found, Response):
+        return found
+    principal, alarm = found
     return _alarm_page(request, session, principal, alarm)
 
 
@@ -361,44 +362,31 @@ async def act(
 ) -> Response:
     """Take an action from its form: success goes back to the alarm (post/redirect/get); a
     refusal shows the page again with the reason, the filled form kept."""
-    if principal is None:
-        return RedirectResponse(f"/login?next=/workbench/alarms/{alarm_id}", status_code=303)
+    found = shell.subject(
+        request,
+        session,
+        principal,
+        P.alarms_read,
+        lambda p: service.get(session, alarm_id, p),
+        "wb_al_not_found",
+        page=f"/workbench/alarms/{alarm_id}",
+    )
+    if isinstance(found, Response):
+        return found
+    principal, alarm = found
     lang = pick_language(request)
     t = translator(lang)
-    if shell.lacks(principal, P.alarms_read):
-        return shell.refuse(request, session, principal, t("wb_error_forbidden"))
-    try:
-        alarm = service.get(session, alarm_id, principal)
-    except NotFound:
-        return shell.refuse(request, session, principal, t("wb_al_not_found"), 404)
-    form = await request.form()
-    kept: dict[str, Any] = {k: str(v) for k, v in form.items() if k != "csrf_token"}
-    kept["action"] = action.value
-    if not await shell.csrf_ok(request):
-        problem = shell.Problem(403, t("wb_error_csrf"), "")
-        return _alarm_page(
-            request, session, principal, alarm, error=problem, form=kept, status_code=403
-        )
+    refused = None
     if shell.lacks(principal, P.alarms_manage):
-        problem = shell.Problem(403, t("wb_al_read_only"), t("wb_error_forbidden"))
-        return _alarm_page(
-            request, session, principal, alarm, error=problem, form={}, status_code=403
-        )
-    try:
-        with session.begin_nested():
-            _act(session, principal, alarm, action, form, utcnow())
-    except CityOpsError as exc:
-        session.refresh(alarm)
-        problem = shell.problem(exc, lang, field_labels(lang))
-        if exc.status_code == 409:
-            kept = {}
-        return _alarm_page(
-            request,
-            session,
-            principal,
-            alarm,
-            error=problem,
-            form=kept,
-            status_code=exc.status_code,
-        )
-    return RedirectResponse(f"/workbench/alarms/{alarm_id}?done={action.value}", status_code=303)
+        refused = (t("wb_al_read_only"), t("wb_error_forbidden"))
+    return await shell.submit(
+        request,
+        session,
+        alarm,
+        partial(_alarm_page, request, session, principal, alarm),
+        lambda form: _act(session, principal, alarm, action, form, utcnow()),
+        action=action.value,
+        done=f"/workbench/alarms/{alarm_id}?done={action.value}",
+        labels=field_labels(lang),
+        refused=refused,
+    )

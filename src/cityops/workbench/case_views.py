@@ -4,6 +4,7 @@ each action allowed now; and the hotline/desk form for a new case (``/workbench/
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -17,7 +18,7 @@ from cityops.auth.permissions import Permission as P
 from cityops.auth.principal import Principal
 from cityops.db import utcnow
 from cityops.deps import DbSession
-from cityops.errors import CityOpsError, Conflict, NotFound
+from cityops.errors import CityOpsError, Conflict
 from cityops.events import attachments, intake, lifecycle, queries, routing
 from cityops.events.lifecycle import Action, ActionInput
 from cityops.events.models import Case, Extension, Source
@@ -206,18 +207,20 @@ def case_page(
     session: DbSession,
     unmask: bool = False,
 ) -> Response:
-    if (to := shell.gate(request, principal)) is not None:
-        return to
-    assert principal is not None
-    t = translator(pick_language(request))
-    if shell.lacks(principal, P.cases_read):
-        return shell.refuse(request, session, principal, t("wb_error_forbidden"))
-    try:
-        case = queries.get_visible(session, principal, code)
-    except NotFound:
-        return shell.refuse(request, session, principal, t("wb_not_found"), 404)
+    found = shell.subject(
+        request,
+        session,
+        principal,
+        P.cases_read,
+        lambda p: queries.get_visible(session, p, code),
+        "wb_not_found",
+    )
+    if isinstance(found, Response):
+        return found
+    principal, case = found
     if unmask:
         if not principal.can(P.pii_unmask):
+            t = translator(pick_language(request))
             return shell.refuse(request, session, principal, t("wb_error_forbidden"))
         audit.record(session, "unmask", "cases", summary={"codes": [code]})
     return _case_page(request, session, principal, case, unmask=unmask)
@@ -255,43 +258,41 @@ async def act(
 ) -> Response:
     """Take an action from its form. Success goes back to the case page (post/redirect/get);
     a refusal shows the page again with the reason, the filled form kept."""
-    if principal is None:
-        # The session ended while the form was open: log in again, then back to the case.
-        return RedirectResponse(f"/login?next=/workbench/cases/{code}", status_code=303)
+    # A session that ended while the form was open: log in again, then back to the case.
+    found = shell.subject(
+        request,
+        session,
+        principal,
+        P.cases_read,
+        lambda p: queries.get_visible(session, p, code),
+        "wb_not_found",
+        page=f"/workbench/cases/{code}",
+    )
+    if isinstance(found, Response):
+        return found
+    principal, case = found
     lang = pick_language(request)
-    t = translator(lang)
-    try:
-        case = queries.get_visible(session, principal, code)
-    except NotFound:
-        return shell.refuse(request, session, principal, t("wb_not_found"), 404)
-    form = await request.form()
-    kept = {
-        k: form.getlist(k) if k in ("assist_units", "evidence") else str(v) for k, v in form.items()
-    }
-    kept["action"] = action.value
-    if not await shell.csrf_ok(request):
-        problem = shell.Problem(403, t("wb_error_csrf"), "")
-        return _case_page(
-            request, session, principal, case, error=problem, form=kept, status_code=403
-        )
-    try:
+
+    def run(form: FormData) -> None:
         data, version = action_input(form)
         if version is not None and version != case.version:
             raise Conflict(
                 "案件已被他人更新，请刷新 / the case changed since you loaded it; reload",
                 field="version",
             )
-        with session.begin_nested():
-            lifecycle.act(session, case, action, principal, data, utcnow())
-    except CityOpsError as exc:
-        session.refresh(case)
-        problem = shell.problem(exc, lang, field_labels(lang))
-        if exc.status_code == 409:
-            kept = {}
-        return _case_page(
-            request, session, principal, case, error=problem, form=kept, status_code=exc.status_code
-        )
-    return RedirectResponse(f"/workbench/cases/{code}?done={action.value}", status_code=303)
+        lifecycle.act(session, case, action, principal, data, utcnow())
+
+    return await shell.submit(
+        request,
+        session,
+        case,
+        partial(_case_page, request, session, principal, case),
+        run,
+        action=action.value,
+        done=f"/workbench/cases/{code}?done={action.value}",
+        labels=field_labels(lang),
+        lists=LISTS,
+    )
 
 
 # --- a new case from the hotline or the desk ------------------------------------------------

@@ -3,27 +3,30 @@ errors, dates in the district's time zone and the form's CSRF check."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
 from cityops.auth.deps import CSRF_FIELD
 from cityops.auth.permissions import Permission as P
 from cityops.auth.principal import Principal
 from cityops.auth.tokens import same
 from cityops.db import utcnow
-from cityops.errors import CityOpsError, InvalidInput
+from cityops.errors import CityOpsError, InvalidInput, NotFound
 from cityops.web.i18n import pick_language, translator
 from cityops.web.views import render, to_login
 from cityops.workbench import queues
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 STOPPED = frozenset({"closed", "rejected", "merged", "voided", "parked"})
 
 
@@ -203,8 +206,75 @@ def gate(request: Request, principal: Principal | None) -> Response | None:
     return None
 
 
+def subject(
+    request: Request,
+    session: Session,
+    principal: Principal | None,
+    need: P,
+    get: Callable[[Principal], T],
+    missing: str,
+    page: str | None = None,
+) -> tuple[Principal, T] | Response:
+    """What a page (or a form posted from ``page``) is about, with who is asking; or the answer
+    when there is none to show: the log-in (and back), 403 without ``need``, 404 when ``get``
+    finds nothing the person may see (``missing``: the message's key)."""
+    if principal is None:
+        return (
+            RedirectResponse(f"/login?next={page}", status_code=303) if page else to_login(request)
+        )
+    t = translator(pick_language(request))
+    if lacks(principal, need):
+        return refuse(request, session, principal, t("wb_error_forbidden"))
+    try:
+        return principal, get(principal)
+    except NotFound:
+        return refuse(request, session, principal, t(missing), 404)
+
+
 def lacks(principal: Principal, *permissions: P) -> bool:
     return principal.kind != "person" or not all(principal.can(p) for p in permissions)
+
+
+async def submit(
+    request: Request,
+    session: Session,
+    target: Any,
+    show: Callable[..., Response],
+    run: Callable[[FormData], object],
+    *,
+    action: str,
+    done: str,
+    labels: dict[str, str],
+    refused: tuple[str, str] | None = None,
+    lists: tuple[str, ...] = (),
+) -> Response:
+    """One action sent from its form. Done: back to ``done`` (post/redirect/get). Not done: the
+    page again (``show``) with why and what to do, the filled form kept, and nothing written —
+    the action runs in a savepoint. ``refused``: the person may read but not act (why, hint).
+    ``run`` may return where to go instead of ``done`` (a page made by the action)."""
+    lang = pick_language(request)
+    t = translator(lang)
+    form = await request.form()
+    kept: dict[str, Any] = {
+        k: form.getlist(k) if k in lists else str(v) for k, v in form.items() if k != CSRF_FIELD
+    }
+    kept["action"] = action
+    if not await csrf_ok(request):
+        return show(error=Problem(403, t("wb_error_csrf"), ""), form=kept, status_code=403)
+    if refused is not None:
+        return show(error=Problem(403, *refused), form={}, status_code=403)
+    try:
+        with session.begin_nested():
+            went = run(form)
+    except CityOpsError as exc:
+        session.refresh(target)
+        stale = exc.status_code == 409  # the page shows the new state: the old form is moot
+        return show(
+            error=problem(exc, lang, labels),
+            form={} if stale else kept,
+            status_code=exc.status_code,
+        )
+    return RedirectResponse(went if isinstance(went, str) else done, status_code=303)
 
 
 async def csrf_ok(request: Request) -> bool:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import Select, and_, case, func, or_, select
+from fastapi.responses import Response
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
@@ -20,10 +21,9 @@ from cityops.auth.permissions import Permission as P
 from cityops.auth.principal import Principal
 from cityops.db import utcnow
 from cityops.deps import DbSession
-from cityops.errors import CityOpsError, NotFound
 from cityops.geo.models import Region
 from cityops.org.models import Person
-from cityops.warning import evacuation, workflow
+from cityops.warning import access, evacuation, workflow
 from cityops.warning import service as registry
 from cityops.warning.models import (
     AT_HOME,
@@ -82,37 +82,6 @@ def field_labels(lang: str) -> dict[str, str]:
     return {field: t(key) for field, key in FIELD_LABEL_KEYS.items()}
 
 
-# --- scope (as the warning API reads it) ------------------------------------------------------
-
-
-def _evacuating_in(principal: Principal) -> Select[int]:
-    """Ids of warnings whose evacuation has a household inside the principal's area (a zone
-    may straddle grids: each grid's worker sees the warning for their part of it)."""
-    return (
-        select(Evacuation.warning_id)
-        .join(EvacuationEntry, EvacuationEntry.evacuation_id == Evacuation.id)
-        .where(principal.scope(EvacuationEntry.grid_code))
-    )
-
-
-def _readable(session: Session, principal: Principal, code: str) -> tuple[Warning, bool]:
-    """The warning, and whether all of it lies in the person's area (False: only some of its
-    evacuating households do)."""
-    warning = workflow.get(session, code)
-    if principal.sees(warning.region_code):
-        return warning, True
-    if session.scalar(_evacuating_in(principal).where(Evacuation.warning_id == warning.id)):
-        return warning, False
-    raise NotFound(f"预警 {code} 不存在 / no such warning")
-
-
-def _point(session: Session, principal: Principal, code: str) -> RiskPoint:
-    point = registry.get_point(session, code)
-    if not principal.sees(point.region_code):
-        raise NotFound(f"风险点 {code} 不存在 / no such risk point")
-    return point
-
-
 # --- the list ---------------------------------------------------------------------------------
 
 
@@ -166,7 +135,7 @@ def warning_listing(
     session: Session, principal: Principal, state: str, page: int
 ) -> WarningListing:
     conds: list[Any] = [
-        or_(principal.scope(Warning.region_code), Warning.id.in_(_evacuating_in(principal)))
+        or_(principal.scope(Warning.region_code), Warning.id.in_(access.evacuating_in(principal)))
     ]
     if state == "open":
         conds.append(Warning.state.in_(OPEN_STATES))
@@ -376,16 +345,17 @@ def _warning_page(
 def warning_page(
     code: CodePath, request: Request, principal: MaybePrincipal, session: DbSession
 ) -> Response:
-    if (to := shell.gate(request, principal)) is not None:
-        return to
-    assert principal is not None
-    t = translator(pick_language(request))
-    if shell.lacks(principal, P.warnings_read):
-        return shell.refuse(request, session, principal, t("wb_error_forbidden"))
-    try:
-        warning, whole = _readable(session, principal, code)
-    except NotFound:
-        return shell.refuse(request, session, principal, t("wb_wa_not_found"), 404)
+    found = shell.subject(
+        request,
+        session,
+        principal,
+        P.warnings_read,
+        lambda p: access.readable(session, p, code),
+        "wb_wa_not_found",
+    )
+    if isinstance(found, Response):
+        return found
+    principal, (warning, whole) = found
     return _warning_page(request, session, principal, warning, whole)
 
 
@@ -465,48 +435,34 @@ async def act(
 ) -> Response:
     """A workflow step from its form: success goes back to the warning (post/redirect/get); a
     refusal shows the page again with the reason, the filled form kept."""
-    if principal is None:
-        return RedirectResponse(f"/login?next=/workbench/warnings/{code}", status_code=303)
+    found = shell.subject(
+        request,
+        session,
+        principal,
+        P.warnings_read,
+        lambda p: access.readable(session, p, code),
+        "wb_wa_not_found",
+        page=f"/workbench/warnings/{code}",
+    )
+    if isinstance(found, Response):
+        return found
+    principal, (warning, whole) = found
     lang = pick_language(request)
     t = translator(lang)
-    if shell.lacks(principal, P.warnings_read):
-        return shell.refuse(request, session, principal, t("wb_error_forbidden"))
-    try:
-        warning, whole = _readable(session, principal, code)
-    except NotFound:
-        return shell.refuse(request, session, principal, t("wb_wa_not_found"), 404)
-    form = await request.form()
-    kept: dict[str, Any] = {k: str(v) for k, v in form.items() if k != "csrf_token"}
-    kept["action"] = action.value
-    if not await shell.csrf_ok(request):
-        problem = shell.Problem(403, t("wb_error_csrf"), "")
-        return _warning_page(
-            request, session, principal, warning, whole, error=problem, form=kept, status_code=403
-        )
+    refused = None
     if shell.lacks(principal, P.warnings_decide):
-        problem = shell.Problem(403, t("wb_wa_cannot_decide"), t("wb_error_forbidden"))
-        return _warning_page(
-            request, session, principal, warning, whole, error=problem, status_code=403
-        )
-    try:
-        with session.begin_nested():
-            _step(request, session, principal, warning, action, form)
-    except CityOpsError as exc:
-        session.refresh(warning)
-        problem = shell.problem(exc, lang, field_labels(lang))
-        if exc.status_code == 409:
-            kept = {}
-        return _warning_page(
-            request,
-            session,
-            principal,
-            warning,
-            whole,
-            error=problem,
-            form=kept,
-            status_code=exc.status_code,
-        )
-    return RedirectResponse(f"/workbench/warnings/{code}?done={action.value}", status_code=303)
+        refused = (t("wb_wa_cannot_decide"), t("wb_error_forbidden"))
+    return await shell.submit(
+        request,
+        session,
+        warning,
+        partial(_warning_page, request, session, principal, warning, whole),
+        lambda form: _step(request, session, principal, warning, action, form),
+        action=action.value,
+        done=f"/workbench/warnings/{code}?done={action.value}",
+        labels=field_labels(lang),
+        refused=refused,
+    )
 
 
 # --- a risk point -----------------------------------------------------------------------------
@@ -586,16 +542,17 @@ def _point_page(
 def risk_point_page(
     code: CodePath, request: Request, principal: MaybePrincipal, session: DbSession
 ) -> Response:
-    if (to := shell.gate(request, principal)) is not None:
-        return to
-    assert principal is not None
-    t = translator(pick_language(request))
-    if shell.lacks(principal, P.warnings_read):
-        return shell.refuse(request, session, principal, t("wb_error_forbidden"))
-    try:
-        point = _point(session, principal, code)
-    except NotFound:
-        return shell.refuse(request, session, principal, t("wb_wa_point_not_found"), 404)
+    found = shell.subject(
+        request,
+        session,
+        principal,
+        P.warnings_read,
+        lambda p: access.point(session, p, code),
+        "wb_wa_point_not_found",
+    )
+    if isinstance(found, Response):
+        return found
+    principal, point = found
     return _point_page(request, session, principal, point)
 
 
@@ -604,27 +561,25 @@ async def propose(
     code: CodePath, request: Request, principal: MaybePrincipal, session: DbSession
 ) -> Response:
     """Propose a warning for the point (or second the open one): then to the warning."""
-    if principal is None:
-        return RedirectResponse(f"/login?next=/workbench/risk-points/{code}", status_code=303)
+    found = shell.subject(
+        request,
+        session,
+        principal,
+        P.warnings_read,
+        lambda p: access.point(session, p, code),
+        "wb_wa_point_not_found",
+        page=f"/workbench/risk-points/{code}",
+    )
+    if isinstance(found, Response):
+        return found
+    principal, point = found
     lang = pick_language(request)
     t = translator(lang)
-    if shell.lacks(principal, P.warnings_read):
-        return shell.refuse(request, session, principal, t("wb_error_forbidden"))
-    try:
-        point = _point(session, principal, code)
-    except NotFound:
-        return shell.refuse(request, session, principal, t("wb_wa_point_not_found"), 404)
-    form = await request.form()
-    kept: dict[str, Any] = {k: str(v) for k, v in form.items() if k != "csrf_token"}
-    if not await shell.csrf_ok(request):
-        problem = shell.Problem(403, t("wb_error_csrf"), "")
-        return _point_page(
-            request, session, principal, point, error=problem, form=kept, status_code=403
-        )
+    refused = None
     if shell.lacks(principal, P.warnings_propose):
-        problem = shell.Problem(403, t("wb_wa_cannot_propose"), t("wb_error_forbidden"))
-        return _point_page(request, session, principal, point, error=problem, status_code=403)
-    try:
+        refused = (t("wb_wa_cannot_propose"), t("wb_error_forbidden"))
+
+    def run(form: FormData) -> str:
         body = shell.validated(
             ProposeIn,
             {
@@ -633,19 +588,19 @@ async def propose(
                 "reason": _text(form, "reason"),
             },
         )
-        with session.begin_nested():
-            warning = workflow.propose(
-                session, point, body.level, [body.reason], workflow.Who.of(principal), utcnow()
-            )
-    except CityOpsError as exc:
-        problem = shell.problem(exc, lang, field_labels(lang))
-        return _point_page(
-            request,
-            session,
-            principal,
-            point,
-            error=problem,
-            form=kept,
-            status_code=exc.status_code,
+        warning = workflow.propose(
+            session, point, body.level, [body.reason], workflow.Who.of(principal), utcnow()
         )
-    return RedirectResponse(f"/workbench/warnings/{warning.code}?done=propose", status_code=303)
+        return f"/workbench/warnings/{warning.code}?done=propose"
+
+    return await shell.submit(
+        request,
+        session,
+        point,
+        partial(_point_page, request, session, principal, point),
+        run,
+        action="propose",
+        done=f"/workbench/risk-points/{code}",
+        labels=field_labels(lang),
+        refused=refused,
+    )

@@ -142,8 +142,8 @@ def case_context(
         context["suggested"] = next(
             (s.unit.code for s in suggestions if s.action == "dispatch" and s.unit), None
         )
-        context["suggestion_reason"] = next(
-            (s.reason for s in suggestions if s.action == "dispatch" and s.unit), ""
+        context["suggestion_reason"] = shell.localized(
+            next((s.reason for s in suggestions if s.action == "dispatch" and s.unit), ""), lang
         )
     if "decide_extension" in names:
         context["extensions"] = list(

@@ -58,11 +58,14 @@ check: lint typecheck test
 # Each benchmark prints CityOps next to a raw baseline measured in the same run. events.py loads
 # 1,000,000 cases into SQLite and PostgreSQL (about 8 minutes); BENCH_ARGS="--cases 100000" is quicker.
 # ingest.py: 10,000 devices × 3 rules over HTTP and MQTT; INGEST_ARGS="--soak 600" adds the soak.
-bench: install
+# cockpit.py: the cockpit's API at 1,000,000 cases, first render and commit → screen in Chromium,
+# the mobile page's first load (about 15 minutes); COCKPIT_ARGS="--cases 100000" is quicker.
+bench: install browser
 	$(BIN)/python bench/locate.py
 	$(BIN)/python bench/events.py $(BENCH_ARGS)
 	$(BIN)/python bench/ingest.py $(INGEST_ARGS)
 	$(BIN)/python bench/warning.py $(WARNING_ARGS)
+	$(BIN)/python bench/cockpit.py $(COCKPIT_ARGS)
 
 clean:
 	rm -rf $(VENV) web/node_modules src/cityops/web/static/vendor var test-artifacts

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cityops.cockpit import cli as cockpit_cli
 from cityops.config import Settings, SettingsError, get_settings
 from cityops.telemetry import cli as telemetry_cli
 from cityops.telemetry import simulate_cli
@@ -423,6 +424,7 @@ def _register_users() -> None:
 
 _register_users()
 telemetry_cli.register(app, _settings)
+cockpit_cli.register(app, _settings)
 simulate_cli.register(app, _settings)
 rules_app = typer.Typer(help="报警规则 / alarm rules", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")

@@ -3,6 +3,7 @@
 from cityops.alarms import models as alarm_models
 from cityops.auth import models as auth_models
 from cityops.catalog import models as catalog_models
+from cityops.cockpit import models as cockpit_models
 from cityops.db import Base
 from cityops.events import models as event_models
 from cityops.geo import models as geo_models
@@ -17,6 +18,7 @@ __all__ = [
     "alarm_models",
     "auth_models",
     "catalog_models",
+    "cockpit_models",
     "event_models",
     "geo_models",
     "live_models",

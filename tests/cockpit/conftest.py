@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from cityops.alarms.models import Alarm, AlarmRule
 from cityops.catalog.models import Category
+from cityops.cockpit import rollup
 from cityops.db import utcnow
 from cityops.events.models import Assignment, Case, CaseEvent
 from cityops.geo.models import Region
@@ -170,6 +171,8 @@ def world(session: Session) -> World:
         ends_at=now + timedelta(hours=1),
     )
     session.flush()
+    # The cases above were written directly, not through intake and the lifecycle: recount.
+    rollup.rebuild(session)
     return w
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from cityops.auth.deps import Require
 from cityops.auth.principal import Principal
@@ -49,7 +49,7 @@ def summary(
 
 @api.get(
     "/layers/{layer}",
-    response_class=JSONResponse,
+    response_class=Response,
     responses={200: {"content": {"application/geo+json": {}}}},
 )
 def layer(
@@ -58,13 +58,13 @@ def layer(
     session: DbSession,
     layer: Layer,
     region: RegionCode = None,
-) -> JSONResponse:
+) -> Response:
     """One map layer of a region as a GeoJSON FeatureCollection of points (at most
     5,000, ``truncated`` when more): open cases (state, overdue), open alarms (severity), risk
     points (warning colour), devices (online), grid workers on duty (at their grid's centre),
     shelters (capacity, occupancy)."""
     scope = _scope(request, session, principal, region)
-    return JSONResponse(
+    return Response(
         layers.build(session, layer, scope, utcnow()),
         media_type="application/geo+json",
         headers={"Cache-Control": "no-store"},

@@ -9,14 +9,15 @@ deadline has passed while a unit still holds it. Days are days of the display ti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     and_,
     case,
     desc,
@@ -34,7 +35,9 @@ from cityops.alarms.models import Alarm, Severity
 from cityops.auth.permissions import Permission
 from cityops.auth.principal import Principal
 from cityops.catalog.models import Category
+from cityops.cockpit import rollup
 from cityops.cockpit import schemas as s
+from cityops.cockpit.models import DailyClosures, DailyIntake
 from cityops.db import UTCDateTime
 from cityops.errors import NotFound
 from cityops.events import evaluation
@@ -177,8 +180,14 @@ def summary(
 ) -> s.Summary:
     bounds = day_bounds(now, zone, PERIOD_DAYS)
     days = [(bounds[0].astimezone(zone) + timedelta(days=i)).date() for i in range(PERIOD_DAYS)]
-    intake, sources = intake_by_day_and_source(session, scope, bounds)
-    closed, rates = closures(session, scope, bounds)
+    if rolled_up(scope, zone):
+        intake, sources = rollup_intake(session, scope, days)
+        closed, rates = closures(session, scope, bounds, days)
+        top = rollup_categories(session, scope, days, total=sum(intake))
+    else:
+        intake, sources = intake_by_day_and_source(session, scope, bounds)
+        closed, rates = closures(session, scope, bounds)
+        top = categories(session, scope, bounds, total=sum(intake))
     children, open_total, overdue_total = open_by_child(session, scope, now)
     return s.Summary(
         region=region_info(scope.region),
@@ -193,7 +202,7 @@ def summary(
         ),
         rates=rates,
         by_source=sources,
-        by_category=categories(session, scope, bounds, total=sum(intake)),
+        by_category=top,
         trend=s.Trend(days=days, intake=intake, closed=closed),
         alarms=alarms(session, scope, now),
         devices=devices(session, scope, now),
@@ -246,6 +255,62 @@ def categories(
     return s.Categories(items=items, other=max(0, total - sum(i.count for i in items)))
 
 
+def rolled_up(scope: Scope, zone: ZoneInfo) -> bool:
+    """Whether the daily roll-up answers for this scope: its days are the days shown, and the
+    caller may count every case of the region (the roll-up knows regions, not units)."""
+    return scope.case_rule is None and getattr(zone, "key", None) == rollup.ZONE.key
+
+
+def _rolled_days(table: type[DailyIntake] | type[DailyClosures], days: Sequence[date]) -> Any:
+    return and_(table.day >= days[0], table.day <= days[-1])
+
+
+def rollup_intake(
+    session: Session, scope: Scope, days: Sequence[date]
+) -> tuple[list[int], list[s.Count]]:
+    """``intake_by_day_and_source`` from the roll-up."""
+    R = DailyIntake
+    rows = session.execute(
+        select(R.day, R.source, func.sum(R.cases))
+        .where(R.region_code == scope.code, _rolled_days(R, days))
+        .group_by(R.day, R.source)
+    ).all()
+    per_day = [0] * len(days)
+    per_source: dict[str, int] = {}
+    for day, source, n in rows:
+        per_day[(day - days[0]).days] += int(n)
+        per_source[source] = per_source.get(source, 0) + int(n)
+    ranked = sorted(((k, n) for k, n in per_source.items() if n), key=lambda kv: (-kv[1], kv[0]))
+    return per_day, [s.Count(key=k, count=n) for k, n in ranked]
+
+
+def rollup_categories(
+    session: Session, scope: Scope, days: Sequence[date], *, total: int
+) -> s.Categories:
+    """``categories`` from the roll-up: the same ranking, ties broken the same way (cases not
+    classified as NULL, which each engine sorts where the direct count puts them)."""
+    R = DailyIntake
+    n = func.sum(R.cases).label("n")
+    category = func.nullif(R.category_id, rollup.NOT_CLASSIFIED).label("category_id")
+    counted = (
+        select(category, n)
+        .where(R.region_code == scope.code, _rolled_days(R, days))
+        .group_by(category)
+        .having(n > 0)
+        .order_by(desc(n), category)
+        .limit(TOP_CATEGORIES)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Category.code, Category.name, counted.c.n)
+        .select_from(counted)
+        .outerjoin(Category, Category.id == counted.c.category_id)
+        .order_by(desc(counted.c.n), Category.code)
+    ).all()
+    items = [s.Count(key=code or "", name=name or "", count=int(c)) for code, name, c in rows]
+    return s.Categories(items=items, other=max(0, total - sum(i.count for i in items)))
+
+
 # The evaluation's (综合评价) counts behind the two rates, as ``cityops.events.evaluation``
 # defines them: dispatched = dispatch or self-handling; closed = verify_ok; on time = a verify_ok
 # marked positive (handled within the time limit). Only these actions are read: a month of a
@@ -255,9 +320,39 @@ CLOSURE = "verify_ok"
 
 
 def closures(
-    session: Session, scope: Scope, bounds: Sequence[datetime]
+    session: Session,
+    scope: Scope,
+    bounds: Sequence[datetime],
+    rolled_days: Sequence[date] | None = None,
 ) -> tuple[list[int], s.Rates]:
-    """Closures per day of the period, and the closure and on-time closure rates over it."""
+    """Closures per day of the period, and the closure and on-time closure rates over it
+    (from the roll-up when its ``rolled_days`` are given)."""
+    per_day = [0] * (len(bounds) - 1)
+    counts = dict.fromkeys(evaluation.COUNTS, 0)
+    if rolled_days is None:
+        rows: Iterable[Any] = session.execute(_closures_counted(scope, bounds))
+        first = 0
+    else:
+        rows = session.execute(_closures_rolled(scope, rolled_days))
+        first = rolled_days[0].toordinal()
+    for row in rows:
+        day = row.day - first if rolled_days is None else row.day.toordinal() - first
+        if 0 <= day < len(per_day):
+            per_day[day] = int(row.closed)
+        for name in ("dispatched", "closed", "closed_on_time"):
+            counts[name] += int(getattr(row, name))
+    return per_day, _rates(scope, bounds, per_day, counts)
+
+
+def _closures_rolled(scope: Scope, days: Sequence[date]) -> Select[date, int, int, int]:
+    R = DailyClosures
+    return select(R.day, R.dispatched, R.closed, R.closed_on_time).where(
+        R.region_code == (rollup.EVERYWHERE if scope.district_wide else scope.code),
+        _rolled_days(R, days),
+    )
+
+
+def _closures_counted(scope: Scope, bounds: Sequence[datetime]) -> Select[int, int, int, int]:
     E = CaseEvent
     day = _day(E.at, bounds).label("day")
     closed = E.action == CLOSURE
@@ -274,16 +369,15 @@ def closures(
     )
     if not scope.district_wide:
         query = query.join(Case, Case.id == E.case_id).where(*scope.cases())
-    per_day = [0] * (len(bounds) - 1)
-    counts = dict.fromkeys(evaluation.COUNTS, 0)
-    for row in session.execute(query):
-        if 0 <= row.day < len(per_day):
-            per_day[row.day] = int(row.closed)
-        for name in ("dispatched", "closed", "closed_on_time"):
-            counts[name] += int(getattr(row, name))
+    return query
+
+
+def _rates(
+    scope: Scope, bounds: Sequence[datetime], per_day: list[int], counts: dict[str, int]
+) -> s.Rates:
     # The evaluation's own arithmetic (ratios, rounding) on these counts.
     (scored,) = evaluation.score([evaluation.Row(scope.code, scope.region.name, counts)], {})
-    return per_day, s.Rates(
+    return s.Rates(
         days=len(per_day),
         since=bounds[0],
         until=bounds[-1],

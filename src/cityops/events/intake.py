@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from cityops.auth.principal import Principal
 from cityops.catalog import service as catalog
+from cityops.cockpit import rollup
 from cityops.errors import InvalidInput
 from cityops.events.models import OPEN_STATES, Case, Follower, Level, Source
 from cityops.geo import service as geo
@@ -109,6 +110,7 @@ def report(session: Session, principal: Principal, r: Report, now: datetime) -> 
     session.flush()
     local = now.astimezone(ZoneInfo(catalog.calendar().zone))
     case.code = f"{local:%Y%m%d}{case.id:07d}"
+    rollup.reported(session, case)
     if r.follow and (case.reporter_person_id or case.reporter_phone):
         session.add(
             Follower(

@@ -17,6 +17,7 @@ from cityops.auth.permissions import Permission as P
 from cityops.auth.principal import Principal
 from cityops.catalog import service as catalog
 from cityops.catalog.models import Category
+from cityops.cockpit import rollup
 from cityops.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cityops.events import clocks
 from cityops.events.models import (
@@ -238,6 +239,7 @@ class Context:
         case = self.case if own else self.session.get(Case, event.case_id)
         if case is not None:
             publish(self.session, case, action, self.now)
+            rollup.event_written(self.session, case, action, self.now, event.positive)
         if own:
             self.written.append(event)
         return event
@@ -291,9 +293,10 @@ def act(
     if len(data.note) > 2000:
         raise InvalidInput("说明过长（最多 2000 字）/ note too long", field="note")
     ctx = Context(session, case, principal, data, now)
-    before = case.state
+    before, category = case.state, case.category_id
     case.updated_at = now  # every action changes the row, so the version check covers it
     HANDLERS[action](ctx)
+    rollup.recategorized(session, case, category)
     if data.evidence:
         from cityops.events import attachments
 

@@ -69,7 +69,17 @@ class Case(Base):
         ),
         CheckConstraint("level IN ('village','town','district')", name="level"),
         CheckConstraint("urgency IN ('urgent','normal')", name="urgency"),
-        Index("ix_cases_state_region", "state", "region_code"),
+        # Lists by state and place; covers the cockpit's open cases per region (with the
+        # clock's overdue and deadline) and its newest open cases (created_at, id).
+        Index(
+            "ix_cases_state_region",
+            "state",
+            "region_code",
+            "created_at",
+            "id",
+            "overdue",
+            "deadline_at",
+        ),
         Index("ix_cases_unit_state", "current_unit_id", "state"),
         Index("ix_cases_next_clock", "next_clock_at"),
         Index("ix_cases_created", "created_at"),

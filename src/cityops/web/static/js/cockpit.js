@@ -95,6 +95,7 @@
     try {
       await Promise.all([loadSummary(), loadBoundaries(), ...[...enabled].map(loadLayer)]);
       drawMap(true);
+      el("map").dataset.loaded = code; // drawn with its figures and layers (tests, benchmarks)
     } catch (e) {
       showError(e);
     }
@@ -435,6 +436,7 @@
   let after = cfg.feed_after || 0;
   let source = null, pollTimer = null, retryTimer = null;
   const dirty = { summary: false, layers: new Set() };
+  const REFRESH_AFTER_MS = 100; // one refresh for the events of one commit, which come together
   let refreshTimer = null;
 
   function setMode(mode) {
@@ -455,7 +457,7 @@
     dirty.summary = true;
     (TOPIC_LAYERS[item.topic] || []).forEach((l) => dirty.layers.add(l));
     clearTimeout(refreshTimer);
-    refreshTimer = setTimeout(refresh, 300);
+    refreshTimer = setTimeout(refresh, REFRESH_AFTER_MS);
   }
 
   async function refresh() {
@@ -463,7 +465,10 @@
     const withSummary = dirty.summary;
     dirty.summary = false; dirty.layers.clear();
     try {
-      await Promise.all([withSummary ? loadSummary() : null, ...wanted.map(loadLayer)]);
+      // The figures first (a commit should be on screen within a second), then the map's points:
+      // asked for together, the large case layer would hold the summary up.
+      if (withSummary) await loadSummary();
+      await Promise.all(wanted.map(loadLayer));
       drawMap(false);
     } catch (e) {
       showError(e);

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import APIRequestContext, Browser, Page, expect
 
+from tests.web import a11y
 from tests.web.conftest import SCREENSHOTS, LiveServer, shot, sign_in
 
 pytestmark = pytest.mark.browser
@@ -59,6 +60,7 @@ def test_cockpit_drills_down_and_updates_live(wall: Page, live: LiveServer) -> N
     expect(page.locator("#live-status")).not_to_have_attribute("data-mode", "off")
     page.wait_for_timeout(1000)  # let ECharts finish its entrance animation (1 s)
     shot(page, "cockpit-district")
+    a11y.check(page)
 
     # Click the town on the map: the same view, scoped to it.
     centre = page.request.get(f"{live.url}/api/v1/regions/{YIHE}").json()["center"]

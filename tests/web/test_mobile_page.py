@@ -18,6 +18,7 @@ import pytest
 import requests
 from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
+from tests.web import a11y
 from tests.web.conftest import LiveServer, shot, sign_in
 
 # The mobile router, until the app's router list names it (then this does nothing).
@@ -230,6 +231,7 @@ def test_grid_worker_reports_offline_and_exactly_one_case_appears(
     page.fill("#r-description", f"井盖破损，车辆经过有危险（在线 {tag}）")
     shot(page, "m-report")
     assert small_targets(page) == []
+    a11y.check(page)
     page.click("#r-submit")
     expect(page.locator("#banner")).to_contain_text("已上报，案件编号")
     online_code = page.locator("#banner-text").inner_text().rsplit(" ", 1)[-1]
@@ -328,6 +330,7 @@ def test_household_status_tapped_offline_syncs_once(
     expect(page.locator("#badge-tasks")).to_be_visible()
     shot(page, "m-tasks")
     assert small_targets(page) == []
+    a11y.check(page)
 
     phone.set_offline(True)
     card.get_by_role("button", name="已撤离").click()

@@ -7,22 +7,15 @@ from __future__ import annotations
 
 import struct
 import zlib
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from tests.web import a11y
 from tests.web.conftest import LiveServer, shot, sign_in
 
 pytestmark = pytest.mark.browser
 GRID = "500154024003001"
-
-# Each input's label and each text's contrast, as a person using the page meets them.
-A11Y_PROBE = "\n".join(
-    line
-    for line in (Path(__file__).parent / "a11y_probe.js").read_text(encoding="utf-8").splitlines()
-    if not line.startswith("//")
-)
 
 
 def tiny_png() -> bytes:
@@ -44,12 +37,6 @@ def as_person(browser: Browser, live: LiveServer, username: str, path: str) -> P
     return page
 
 
-def accessible(page: Page) -> None:
-    found = page.evaluate(A11Y_PROBE)
-    assert found["unlabelled"] == [], found["unlabelled"]
-    assert found["poor"] == [], found["poor"]
-
-
 def act(page: Page, action: str) -> None:
     """Open the action's form if folded, and send it."""
     form = page.locator(f"#act-{action}")
@@ -64,7 +51,7 @@ def test_each_role_runs_its_step_of_the_case_loop(browser: Browser, live: LiveSe
     # 受理员: a hotline call, typed into the new-case form, then registered.
     intake = as_person(browser, live, "demo-intake", "/workbench/new")
     expect(intake.locator("h1")).to_have_text("登记案件（热线 / 窗口）")
-    accessible(intake)
+    a11y.check(intake)
     intake.fill("#n-description", "浏览器测试：后山出现新裂缝，担心滑坡")
     intake.fill("#n-region", GRID)
     intake.fill("#n-lat", "北纬")  # a slip of the keyboard: the page says which field is wrong
@@ -87,7 +74,7 @@ def test_each_role_runs_its_step_of_the_case_loop(browser: Browser, live: LiveSe
     # 区派遣员: finds it in the dispatch queue by keyboard (/ to search, j to the row, Enter).
     dispatcher = as_person(browser, live, "demo-dispatcher", "/workbench?queue=dispatch")
     expect(dispatcher.locator("nav.wb-nav a[aria-current=page]")).to_contain_text("待派遣")
-    accessible(dispatcher)
+    a11y.check(dispatcher)
     dispatcher.keyboard.press("/")
     expect(dispatcher.locator("#f-q")).to_be_focused()
     dispatcher.keyboard.type(code)
@@ -132,7 +119,7 @@ def test_each_role_runs_its_step_of_the_case_loop(browser: Browser, live: LiveSe
     act(inspector, "verify_ok")
     expect(inspector.locator(".page-head .state")).to_have_text("已结案")
     expect(inspector.locator(".timeline li")).to_have_count(6)  # report … verify
-    accessible(inspector)
+    a11y.check(inspector)
     shot(inspector, "workbench-case-closed")
     inspector.goto(f"{live.url}/workbench/cases/{code}?lang=en")
     expect(inspector.locator(".page-head .state")).to_have_text("Closed")

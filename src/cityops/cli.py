@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from cityops.cockpit import cli as cockpit_cli
 from cityops.config import Settings, SettingsError, get_settings
 from cityops.telemetry import cli as telemetry_cli
 from cityops.telemetry import simulate_cli
+
+if TYPE_CHECKING:
+    from cityops.telemetry.fold import Folder
 
 # No locals in tracebacks: they would print database URLs with their passwords.
 app = typer.Typer(
@@ -246,13 +249,43 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
 
     from cityops.app import create_app
 
+    application = create_app(settings)
+    folder = _start_folder(settings)
+    application.state.folder = folder  # HTTP batches then leave folding to it
+    settle_gc()
     uvicorn.run(
-        create_app(settings),
+        application,
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level,
         proxy_headers=True,
     )
+    if folder is not None:
+        folder.stop()  # what the last batches stored, folded before the process ends
+
+
+def settle_gc() -> None:
+    """Move what start-up built (modules, ORM mappers, templates: some 200,000 objects) out of
+    the cyclic garbage collector's sight. A busy process allocates tens of thousands of
+    short-lived objects per batch of readings, and each full collection would otherwise walk
+    all of them again: measured, ~90 ms per collection, several a second under load — half
+    the time of an HTTP batch. Reference counting still frees everything as before."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
+def _start_folder(settings: Settings) -> Folder | None:
+    """Fold the readings this process stores (HTTP batches) into the roll-ups and latest
+    values every CITYOPS_TELEMETRY_FOLD_INTERVAL_S (cityops.telemetry.fold)."""
+    if settings.telemetry_fold_interval_s <= 0:
+        return None
+    from cityops.db import session_factory
+    from cityops.telemetry.fold import Folder
+
+    factory = session_factory(_engine(settings), writer=True)
+    return Folder(factory, settings.telemetry_fold_interval_s).start()
 
 
 @app.command("worker")

@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     telemetry_retention_months: int = Field(
         default=13, ge=1, le=240, description="readings older than this are dropped"
     )
+    telemetry_fold_interval_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=3600,
+        description="seconds between folds of new readings into roll-ups and latest values "
+        "in cityops serve / ingest (0: only the worker and ingest(fold=True) fold)",
+    )
     mqtt_url: str = Field(default="mqtt://127.0.0.1:1883", description="broker for cityops ingest")
     mqtt_topic: str = "cityops/+/telemetry"
     mqtt_share_group: str = Field(default="cityops", pattern=r"^[A-Za-z0-9_-]+$")

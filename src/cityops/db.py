@@ -60,6 +60,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=5000")
     cur.execute("PRAGMA synchronous=NORMAL")
+    # Checkpoint the write-ahead log every ~40 MB rather than every 4 MB: batched ingestion
+    # rewrites the same index pages commit after commit, and each checkpoint copies them
+    # back (measured: half the cost of committing a 5,000-reading batch).
+    cur.execute("PRAGMA wal_autocheckpoint=10000")
     cur.close()
 
 

@@ -39,6 +39,7 @@ from cityops.db import make_engine, session_factory, transaction, utcnow
 from cityops.demo import district
 from cityops.events.models import Case
 from cityops.geo.models import Region
+from cityops.telemetry import fold as folding
 from cityops.telemetry import service as tsvc
 from cityops.telemetry.models import Device, Latest, Reading, Rollup1h, Rollup1m
 from cityops.telemetry.mqtt import Broker, Config, IngestWorker, check_topic, parse_url
@@ -268,9 +269,12 @@ def worker(
     *,
     url: str = BROKER_URL,
     factory: sessionmaker[Session] | None = None,
+    fold: bool = True,
     **options: Any,
 ) -> Iterator[IngestWorker]:
-    """An ingest worker on a thread of this process, subscribed before it is handed over."""
+    """An ingest worker on a thread of this process, subscribed before it is handed over.
+    ``fold=False``: as ``cityops ingest`` runs it, leaving the roll-ups to a folder (the test
+    folds with ``fold.catch_up`` before it looks)."""
     config = Config(
         url=url,
         topic=names.topic,
@@ -280,7 +284,7 @@ def worker(
         stats_every_s=5,
         **options,
     )
-    w = IngestWorker(factory or env.factory, config)
+    w = IngestWorker(factory or env.factory, config, fold=fold)
     thread = threading.Thread(target=w.run, name=client_id, daemon=True)
     thread.start()
     try:
@@ -374,8 +378,8 @@ def test_two_workers_share_the_load_and_store_every_reading_once(
             )
     random.Random(7).shuffle(messages)
     with (
-        worker(env, names, f"{names.tag}-a") as a,
-        worker(env, names, f"{names.tag}-b") as b,
+        worker(env, names, f"{names.tag}-a", fold=False) as a,
+        worker(env, names, f"{names.tag}-b", fold=False) as b,
     ):
         started = time.monotonic()
         publisher.publish_many(messages, backlog=lambda n: n - a.stats.acked - b.stats.acked)
@@ -388,6 +392,7 @@ def test_two_workers_share_the_load_and_store_every_reading_once(
     assert all(s.received > 0 and s.stored > 0 for s in stats), "both workers took part"
     assert sum(s.stored for s in stats) == len(messages)
     assert sum(s.rejected + s.malformed + s.failed for s in stats) == 0
+    folding.catch_up(env.factory, wait=True)  # what the workers' folder does a moment later
     with env.factory() as s:
         total = s.scalar(
             select(func.sum(Rollup1m.n))
@@ -633,7 +638,7 @@ def test_a_flood_from_one_device_is_stored_whole_with_exact_rollups(
     ]
     # …and some of them twice, as a device that did not hear the broker's ack would.
     messages += rng.sample(messages, 200)
-    with worker(env, names, f"{names.tag}-w") as w:
+    with worker(env, names, f"{names.tag}-w", fold=False) as w:
         started = time.monotonic()
         publisher.publish_many(messages, backlog=lambda n: n - w.stats.acked)
         wait_for(lambda: w.stats.acked >= len(messages), 60, "all acknowledged")
@@ -641,6 +646,7 @@ def test_a_flood_from_one_device_is_stored_whole_with_exact_rollups(
         stats = w.stats
     print(f"\n{env.engine.dialect.name}: one worker, {len(messages)} messages in {elapsed:.2f} s")
     assert (stats.stored, stats.duplicates) == (3000, 200)
+    folding.catch_up(env.factory, wait=True)  # what the worker's folder does a moment later
 
     assert count_readings(env, [code]) == 3000
     expected: dict[int, list[tuple[int, float]]] = {}

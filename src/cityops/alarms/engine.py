@@ -9,18 +9,18 @@ transaction and only when they change; a source in the normal state has no row a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cityops.alarms import conditions, service
 from cityops.alarms.models import AlarmRule, Kind, RuleState
 from cityops.telemetry import store
 from cityops.telemetry.directory import DeviceInfo
-from cityops.telemetry.models import Device, Latest
+from cityops.telemetry.models import Device, Reading
 from cityops.telemetry.store import Batch
 from cityops.telemetry.validate import Row
 
@@ -91,17 +91,25 @@ def enabled_rules(session: Session) -> list[AlarmRule]:
 
 
 def on_readings(
-    session: Session, batch: Batch, devices: dict[int, DeviceInfo], now: datetime
+    session: Session,
+    batch: Batch,
+    devices: Mapping[int, DeviceInfo],
+    now: datetime,
+    *,
+    by_code: Mapping[str, DeviceInfo] | None = None,
 ) -> list[int]:
+    """``devices``: by id, every device the batch's readings name (more is fine); ``by_code``
+    the same by code, if the caller has it."""
     rules = enabled_rules(session)
     if not rules:
         return []
     states = States(session, (r.id for r in rules), now)
+    codes = by_code if by_code is not None else {d.code: d for d in devices.values()}
     out: list[Transition] = []
     for rule in rules:
         match rule.kind:
             case Kind.threshold | Kind.rate:
-                out += _per_reading(session, rule, batch, devices, states)
+                out += _per_reading(rule, batch, devices, codes, states)
             case Kind.no_data:
                 out += _data_again(rule, batch.rows, devices, states)
             case Kind.composite:
@@ -112,46 +120,42 @@ def on_readings(
 
 
 def _involved(
-    session: Session,
     rule: AlarmRule,
     test: conditions.Threshold,
     window: int | None,
-    devices: dict[int, DeviceInfo],
+    batch: Batch,
+    codes: Mapping[str, DeviceInfo],
     states: States,
 ) -> set[int]:
-    """The devices whose readings could change the rule's conclusion: those with a reading
-    meeting the condition (found in SQL, against the batch's staging table) and those already
-    pending or active. Everything else stays normal without a look from Python."""
-    sign = ">" if test.op == "above" else "<"
+    """The devices whose readings could change the rule's conclusion: those with a new
+    reading meeting the condition (for a rate, its change over the window, found in SQL —
+    one index seek per new reading) and those already pending or active. Everything else
+    stays normal without a further look."""
+    metric = str(rule.metric)
+    new = batch.of_metric(metric)
+    if not new:
+        return set()
+    above = test.op == "above"
     if window is None:
-        sql = f"SELECT DISTINCT device_id FROM reading_stage WHERE metric = :m AND value {sign} :v"
+        limit = test.value
+        found = (
+            {r[0] for r in new if r[3] > limit} if above else {r[0] for r in new if r[3] < limit}
+        )
     else:
-        sql = f"""
-            SELECT DISTINCT device_id FROM (
-                SELECT s.device_id, s.value - (
-                    SELECT r.value FROM readings AS r WHERE r.device_id = s.device_id
-                    AND r.metric = s.metric AND r.ts >= s.ts - :w ORDER BY r.ts LIMIT 1
-                ) AS d
-                FROM reading_stage AS s WHERE s.metric = :m
-            ) AS x WHERE d {sign} :v
-        """
-    found = set(
-        session.connection()
-        .execute(text(sql), {"m": rule.metric, "v": test.value, "w": window})
-        .scalars()
-    )
-    held = {source[7:] for (rule_id, source) in states.rows if rule_id == rule.id}
-    if held:
-        by_code = {d.code: d.id for d in devices.values()}
-        found |= {by_code[code] for code in held if code in by_code}
+        found = store.rising(batch, metric, window, ">" if above else "<", test.value)
+    for rule_id, source in states.rows:
+        if rule_id == rule.id:
+            device = codes.get(source[7:])
+            if device is not None:
+                found.add(device.id)
     return found
 
 
 def _per_reading(
-    session: Session,
     rule: AlarmRule,
     batch: Batch,
-    devices: dict[int, DeviceInfo],
+    devices: Mapping[int, DeviceInfo],
+    codes: Mapping[str, DeviceInfo],
     states: States,
 ) -> list[Transition]:
     """Threshold on the value itself, or — for a rate rule — on its change since the oldest
@@ -162,23 +166,25 @@ def _per_reading(
     metric = str(rule.metric)
     involved = [
         devices[i]
-        for i in _involved(session, rule, test, window, devices, states)
+        for i in _involved(rule, test, window, batch, codes, states)
         if i in devices and applies(rule, devices[i])
     ]
-    if not involved:
+    # Only those with new readings of the metric newer than their series had before.
+    walks = [(d, batch.series(d.id, metric)) for d in involved]
+    walks = [(d, w) for d, w in walks if w]
+    if not walks:
         return []
-    batch.load(metric, [d.id for d in involved])
     starts: dict[tuple[int, int], tuple[int, float]] = {}
     if window is not None:
-        starts = store.window_starts(session, metric, window, [d.id for d in involved])
+        starts = store.window_starts(batch, metric, window, [d.id for d, _w in walks])
     minutes = (window or 0) // 60_000
     on, off = test.on, test.off
     out = []
-    for device in involved:
+    for device, walk in walks:
         source = f"device:{device.code}"
         before = states.get(rule.id, source)
         active, pending = before
-        for r in batch.series(device.id, metric):
+        for r in walk:
             if window is not None:
                 start = starts.get((r.device_id, r.ts))
                 if start is None or start[0] >= r.ts:
@@ -222,7 +228,7 @@ def _per_reading(
 
 
 def _data_again(
-    rule: AlarmRule, rows: list[Row], devices: dict[int, DeviceInfo], states: States
+    rule: AlarmRule, rows: list[Row], devices: Mapping[int, DeviceInfo], states: States
 ) -> list[Transition]:
     """A device silent long enough raised a no-data alarm (the worker does that); its next
     reading clears it."""
@@ -256,7 +262,7 @@ def _composite(
     session: Session,
     rule: AlarmRule,
     rows: list[Row],
-    devices: dict[int, DeviceInfo],
+    devices: Mapping[int, DeviceInfo],
     states: States,
 ) -> list[Transition]:
     """All conditions at once on one site (or device group): each condition holds when some
@@ -274,21 +280,7 @@ def _composite(
             touched[key] = max(touched.get(key, 0), ts)
     out = []
     for key, ts in touched.items():
-        column = Device.site if by == "site" else Device.group_id
-        query = (
-            select(Latest.metric, Latest.ts, Latest.value, Device.code)
-            .join(Device, Device.id == Latest.device_id)
-            .where(Latest.metric.in_(sorted(metrics)), Device.active.is_(True))
-        )
-        if by == "site":
-            query = query.where(column == key)
-        else:
-            from cityops.telemetry.models import DeviceGroup
-
-            query = query.join(DeviceGroup, DeviceGroup.id == Device.group_id).where(
-                DeviceGroup.code == key
-            )
-        latest = session.execute(query).all()
+        latest = _newest(session, by, key, parts)
         met = []
         for part in parts:
             hit = next(
@@ -314,4 +306,37 @@ def _composite(
         elif active and not now_on:
             states.put(rule.id, source, NORMAL)
             out.append(Transition(rule, source, False, 0.0, ts, "条件不再同时满足", site=key))
+    return out
+
+
+def _newest(
+    session: Session, by: str, key: str, parts: list[conditions.Part]
+) -> list[tuple[str, int, float, str]]:
+    """(metric, ts, value, device code): the newest stored reading of each metric the rule
+    names, of each active device of the site (or group) — read from the readings themselves
+    (two index seeks each), so it never waits for a fold."""
+    out: list[tuple[str, int, float, str]] = []
+    for metric in dict.fromkeys(p.metric for p in parts):
+        newest = (
+            select(Reading.ts, Reading.value)
+            .where(Reading.device_id == Device.id, Reading.metric == metric)
+            .order_by(Reading.ts.desc())
+            .limit(1)
+        )
+        query = select(
+            Device.code,
+            newest.with_only_columns(Reading.ts).scalar_subquery(),
+            newest.with_only_columns(Reading.value).scalar_subquery(),
+        ).where(Device.active.is_(True))
+        if by == "site":
+            query = query.where(Device.site == key)
+        else:
+            from cityops.telemetry.models import DeviceGroup
+
+            query = query.join(DeviceGroup, DeviceGroup.id == Device.group_id).where(
+                DeviceGroup.code == key
+            )
+        for code, at, value in session.execute(query.order_by(Device.code)):
+            if at is not None:
+                out.append((metric, int(at), float(value), code))
     return out

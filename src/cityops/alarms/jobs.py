@@ -11,7 +11,7 @@ import logging
 import time
 from datetime import datetime
 
-from sqlalchemy import delete, func, literal, select, update
+from sqlalchemy import delete, func, literal, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -149,9 +149,11 @@ def unshelve_due(factory: sessionmaker[Session], now: datetime | None = None) ->
 
 def retention(factory: sessionmaker[Session], months: int, now: datetime | None = None) -> int:
     """Drop readings (PostgreSQL: whole monthly partitions) and minute roll-ups older than the
-    retention period; hourly roll-ups are kept."""
+    retention period; hourly roll-ups are kept. SQLite keeps readings not yet folded and the
+    newest row (so no rowid is handed out twice: the fold follows rowids)."""
     from cityops.telemetry import partitions
-    from cityops.telemetry.models import Reading, Rollup1m
+    from cityops.telemetry.fold import STREAM
+    from cityops.telemetry.models import Rollup1m
 
     now = now or utcnow()
     cutoff = int(now.timestamp() * 1000) - months * 31 * 86_400_000
@@ -162,7 +164,14 @@ def retention(factory: sessionmaker[Session], months: int, now: datetime | None 
             removed += len(partitions.drop_expired(engine_, now, months))
             partitions.prepare(engine_, now, months)
         else:
-            result = session.execute(delete(Reading).where(Reading.ts < cutoff))
+            result = session.execute(
+                text(
+                    "DELETE FROM readings WHERE ts < :cutoff"
+                    " AND rowid <= (SELECT position FROM telemetry_fold WHERE stream = :s)"
+                    " AND rowid < (SELECT max(rowid) FROM readings)"
+                ),
+                {"cutoff": cutoff, "s": STREAM},
+            )
             removed += getattr(result, "rowcount", 0)
         result = session.execute(delete(Rollup1m).where(Rollup1m.bucket < cutoff))
         removed += getattr(result, "rowcount", 0)
@@ -172,7 +181,12 @@ def retention(factory: sessionmaker[Session], months: int, now: datetime | None 
 def run(
     factory: sessionmaker[Session], retention_months: int, now: datetime | None = None
 ) -> dict[str, int]:
+    """Fold new readings into the roll-ups and latest values first: no-data rules read when
+    each device was last heard from."""
     global _last_retention
+    from cityops.telemetry import fold
+
+    fold.catch_up(factory, now)
     out = {"no_data": no_data(factory, now), "unshelved": unshelve_due(factory, now)}
     if time.monotonic() - _last_retention >= RETENTION_EVERY_S:
         _last_retention = time.monotonic()

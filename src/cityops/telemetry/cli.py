@@ -119,12 +119,26 @@ def run(
     events.configure(settings)
     audit.install()
     factory = session_factory(engine_from_settings(settings), writer=True)
-    worker = IngestWorker(factory, config, policy=Policy.from_settings(settings))
+    folder = None
+    if settings.telemetry_fold_interval_s > 0:
+        from cityops.telemetry.fold import Folder
+
+        folder = Folder(factory, settings.telemetry_fold_interval_s).start()
+    # With a folder beside it, each batch only stores and evaluates; the folder brings the
+    # roll-ups and latest values up to date a moment later.
+    worker = IngestWorker(
+        factory, config, policy=Policy.from_settings(settings), fold=folder is None
+    )
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
+    from cityops.cli import settle_gc
+
+    settle_gc()
     console.print(
         f"接入已启动 / ingest running: {worker.broker} {config.subscription} "
         f"as {worker.client_id}, batches of up to {config.batch}"
     )
     stats = worker.run()
+    if folder is not None:
+        folder.stop()
     console.print(f"接入已停止 / ingest stopped: {stats.line()}")

@@ -11,7 +11,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -49,6 +49,9 @@ class DeviceInfo:
     lon: float
     active: bool
     metrics: dict[str, MetricSpec]
+    # metric → (min, max) of the metrics that take any number in a range (not binary ones):
+    # what the common case of validation needs, in one lookup.
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 class Directory:
@@ -56,29 +59,40 @@ class Directory:
         self.ttl_s = ttl_s
         self._lock = threading.Lock()
         self._by_code: dict[str, DeviceInfo] = {}
+        self._by_id: dict[int, DeviceInfo] = {}
         self._loaded_at = -math.inf
 
     def invalidate(self) -> None:
         with self._lock:
             self._loaded_at = -math.inf
 
-    def lookup(self, session: Session, codes: Iterable[str]) -> dict[str, DeviceInfo]:
-        wanted = set(codes)
+    def known(self, session: Session) -> tuple[dict[str, DeviceInfo], dict[int, DeviceInfo]]:
+        """Every device in the cache, by code and by id (reloaded in full when stale). The
+        dicts are replaced, never changed: a caller may keep reading them."""
         # The database is asked outside the lock: a thread waiting for the database (on SQLite,
         # for the write lock another thread holds) must not block threads that only read.
         with self._lock:
             stale = time.monotonic() - self._loaded_at > self.ttl_s
-            known = self._by_code
+            by_code, by_id = self._by_code, self._by_id
         if stale:
-            known = _load(session, None)
+            by_code = _load(session, None)
+            by_id = {d.id: d for d in by_code.values()}
             with self._lock:
-                self._by_code, self._loaded_at = known, time.monotonic()
+                self._by_code, self._by_id = by_code, by_id
+                self._loaded_at = time.monotonic()
+        return by_code, by_id
+
+    def lookup(self, session: Session, codes: Iterable[str]) -> dict[str, DeviceInfo]:
+        """These devices (those that exist), asking the database for any not in the cache."""
+        wanted = set(codes)
+        known, _by_id = self.known(session)
         missing = wanted - known.keys()
         if missing:
             found = _load(session, missing)
             if found:
                 with self._lock:
                     self._by_code = {**self._by_code, **found}
+                    self._by_id = {**self._by_id, **{d.id: d for d in found.values()}}
                     known = self._by_code
         return {c: known[c] for c in wanted if c in known}
 
@@ -88,24 +102,38 @@ def _load(session: Session, codes: set[str] | None) -> dict[str, DeviceInfo]:
         t.code: {m["name"]: MetricSpec.from_dict(m) for m in t.metrics}
         for t in session.scalars(select(DeviceType))
     }
-    query = select(Device, DeviceGroup.code).outerjoin(
-        DeviceGroup, Device.group_id == DeviceGroup.id
-    )
+    ranges = {
+        code: {n: (m.lo, m.hi) for n, m in metrics.items() if not m.binary}
+        for code, metrics in types.items()
+    }
+    # Plain rows, not ORM objects: the whole fleet (tens of thousands) loads in a blink.
+    query = select(
+        Device.id,
+        Device.code,
+        Device.type_code,
+        DeviceGroup.code,
+        Device.site,
+        Device.region_code,
+        Device.lat,
+        Device.lon,
+        Device.active,
+    ).outerjoin(DeviceGroup, Device.group_id == DeviceGroup.id)
     if codes is not None:
         query = query.where(Device.code.in_(sorted(codes)))
     out: dict[str, DeviceInfo] = {}
-    for device, group in session.execute(query):
-        out[device.code] = DeviceInfo(
-            id=device.id,
-            code=device.code,
-            type_code=device.type_code,
+    for id_, code, type_code, group, site, region, lat, lon, active in session.execute(query):
+        out[code] = DeviceInfo(
+            id=id_,
+            code=code,
+            type_code=type_code,
             group=group,
-            site=device.site,
-            region_code=device.region_code,
-            lat=device.lat,
-            lon=device.lon,
-            active=device.active,
-            metrics=types.get(device.type_code, {}),
+            site=site,
+            region_code=region,
+            lat=lat,
+            lon=lon,
+            active=bool(active),
+            metrics=types.get(type_code, {}),
+            ranges=ranges.get(type_code, {}),
         )
     return out
 

@@ -1,15 +1,19 @@
 """One entry point for every channel (HTTP batch, MQTT, the simulator): check, store, evaluate.
 
-The caller owns the transaction: the readings, the roll-ups, the rule states and any alarm
-they raise commit together or not at all — which is what lets an MQTT worker acknowledge a
-message only after its commit, and a restarted worker neither lose nor repeat an alarm.
+The caller owns the transaction: the readings, the rule states and any alarm they raise commit
+together or not at all — which is what lets an MQTT worker acknowledge a message only after
+its commit, and a restarted worker neither lose nor repeat an alarm. The roll-ups and latest
+values are folded in from the stored readings (``cityops.telemetry.fold``): in the same
+transaction by default, or — ``fold=False``, the high-volume channels — by a background folder
+a moment later, exactly once either way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import text
@@ -17,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from cityops.telemetry import store
 from cityops.telemetry.directory import DIRECTORY, DeviceInfo, Directory
-from cityops.telemetry.validate import Limits, Rejection, check
+from cityops.telemetry.validate import Limits, Rejection, check_batch
 
 DAY_MS = 86_400_000
 
@@ -76,20 +80,42 @@ def restriction(restrict: dict[str, str]) -> Callable[[DeviceInfo], bool] | None
 
 
 _LOCK = text(
-    "SELECT count(pg_advisory_xact_lock(k)) FROM "
-    "(SELECT k FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k OFFSET 0) AS s"
+    "SELECT count(CASE WHEN s.shared THEN pg_advisory_xact_lock_shared(s.k)"
+    " ELSE pg_advisory_xact_lock(s.k) END) FROM ("
+    "SELECT k, shared FROM unnest(CAST(:keys AS bigint[]), CAST(:shared AS boolean[]))"
+    " AS t(k, shared) ORDER BY k OFFSET 0) AS s"
 )
 LOCK_SPACE = 0x43_4F_00_00_00_00  # keeps these keys apart from other advisory-lock users
+BUCKETS = 256  # device id modulo this: the coarse locks
+ONE_BY_ONE = 256  # a batch of up to this many devices locks them one by one
 
 
-def _lock_devices(session: Session, device_ids: set[int]) -> None:
-    """PostgreSQL: one transaction lock per device, taken in one order by every writer, so
-    two writers never store and evaluate readings of the same device at the same moment.
-    Without it, a series' previous timestamp (read in the storing statement's snapshot) and
-    the rule states (read by a later statement that sees the other writer's commit) could
-    disagree, and a late reading would be evaluated as new against the newer state. SQLite
-    needs none: ingestion holds its single write lock from BEGIN."""
-    session.execute(_LOCK, {"keys": sorted(LOCK_SPACE + i for i in device_ids)})
+def lock_devices(session: Session, device_ids: Collection[int]) -> set[int]:
+    """PostgreSQL: serialise writers per device, so two never store and evaluate readings of
+    the same device at the same moment. Without it, a series' previous timestamp and the rule
+    states could be read from different moments, and a late reading be evaluated as new
+    against a newer state (a late dry reading clearing the alarm another writer has just
+    raised). SQLite needs none: ingestion holds its single write lock from BEGIN.
+
+    The locks are bounded, whatever the batch: a batch of at most ``ONE_BY_ONE`` devices
+    takes one exclusive lock per device under a shared lock on each device's bucket (device id
+    modulo ``BUCKETS``); a larger batch takes its buckets exclusively. Two writers with a
+    device in common therefore exclude each other either way, small batches of different
+    devices still run side by side, and a 10,000-device batch takes 256 locks, not 10,000
+    (PostgreSQL's shared lock table holds some 6,400 in all by default). Every writer takes
+    its locks in one statement in key order — buckets first — so none waits in a cycle.
+    Returns the devices now held."""
+    ids = set(device_ids)
+    if not ids:
+        return ids
+    buckets = sorted({LOCK_SPACE + i % BUCKETS for i in ids})
+    if len(ids) > ONE_BY_ONE:
+        keys, shared = buckets, [False] * len(buckets)
+    else:
+        fine = sorted(LOCK_SPACE + BUCKETS + i for i in ids)
+        keys, shared = buckets + fine, [True] * len(buckets) + [False] * len(fine)
+    session.execute(_LOCK, {"keys": keys, "shared": shared})
+    return ids
 
 
 def ingest(
@@ -100,20 +126,39 @@ def ingest(
     policy: Policy | None = None,
     allowed: Callable[[DeviceInfo], bool] | None = None,
     directory: Directory = DIRECTORY,
+    fold: bool = True,
+    locked: Collection[int] = (),
 ) -> Result:
+    """``fold``: bring the roll-ups and latest values up to date before returning (False:
+    leave that to a background folder — see ``cityops.telemetry.fold``). ``locked``: devices
+    the caller holds with ``lock_devices`` already (PostgreSQL), for several calls in one
+    transaction."""
     policy = policy or Policy()
-    codes = {i["device"] for i in items if isinstance(i, dict) and isinstance(i.get("device"), str)}
-    devices = directory.lookup(session, codes)
-    rows, rejected = check(items, devices, policy.limits(now), allowed)
+    limits = policy.limits(now)
+    by_code, by_id = directory.known(session)
+    rows, rejected, unknown = check_batch(items, by_code, limits, allowed, defer_unknown=True)
+    if unknown:  # devices not in the cache: registered a moment ago, or not at all
+        found = directory.lookup(session, {items[i]["device"] for i in unknown})
+        more, more_rejected, _ = check_batch(
+            [items[i] for i in unknown], found, limits, allowed, positions=unknown
+        )
+        rows += more
+        if more_rejected:
+            rejected = sorted(rejected + more_rejected, key=lambda r: r.index)
+        if found:  # now in the cache too
+            by_code, by_id = directory.known(session)
     result = Result(received=len(items), rejected=rejected)
     if rows and session.get_bind().dialect.name == "postgresql":
-        _lock_devices(session, {r[0] for r in rows})
+        lock_devices(session, set(map(itemgetter(0), rows)).difference(locked))
     batch = store.store(session, rows, now)
     result.stored = batch.count
     result.duplicates = len(rows) - batch.count
     if batch.count:
         from cityops.alarms import engine
 
-        by_id = {d.id: d for d in devices.values()}
-        result.alarms = engine.on_readings(session, batch, by_id, now)
+        result.alarms = engine.on_readings(session, batch, by_id, now, by_code=by_code)
+    if fold and batch.count:
+        from cityops.telemetry import fold as folding
+
+        folding.run(session, now, wait=True, limit=None)
     return result

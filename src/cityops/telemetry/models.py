@@ -7,12 +7,14 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     Float,
     ForeignKey,
     Index,
     Integer,
     PrimaryKeyConstraint,
     String,
+    Table,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -129,3 +131,42 @@ class Latest(Base):
     ts: Mapped[int] = mapped_column(BigInteger)
     value: Mapped[float] = mapped_column(Float)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+# --- folding new readings into the roll-ups and latest values (telemetry/fold.py) ----------
+
+
+class FoldState(Base):
+    """How far folding new readings into the roll-ups and latest values has got, one row per
+    stream (``readings``). SQLite: ``position`` is the highest ``readings`` rowid folded.
+    PostgreSQL: the row is the folders' claim (locked ``FOR UPDATE SKIP LOCKED``: one folder at
+    a time) and ``position`` counts the readings folded."""
+
+    __tablename__ = "telemetry_fold"
+
+    stream: Mapped[str] = mapped_column(String(32), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger, default=0)
+    folded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ReadingBatch(Base):
+    """SQLite: each ingest that stored readings, by the highest rowid it wrote and when it was
+    received — so a fold knows each device's ``received_at``. Removed once folded."""
+
+    __tablename__ = "reading_batches"
+
+    upto: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# PostgreSQL: every reading stored and not yet folded, with when it was received. No index (it
+# is appended to with every batch and emptied by the fold); a fold deletes what it folds.
+reading_pending = Table(
+    "reading_pending",
+    Base.metadata,
+    Column("device_id", Integer, nullable=False),
+    Column("metric", String(32), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+)

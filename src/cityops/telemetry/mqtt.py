@@ -24,7 +24,6 @@ longest outage a worker should survive, and give every worker its own client id.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import queue
@@ -44,14 +43,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cityops.auth import audit
 from cityops.db import transaction, utcnow
-from cityops.telemetry.directory import DeviceInfo
+from cityops.telemetry.directory import DIRECTORY, DeviceInfo
 from cityops.telemetry.ingest import Policy, Result, ingest
+from cityops.telemetry.ingest import lock_devices as ingest_locks
 
 log = logging.getLogger("cityops.ingest")
 
@@ -299,33 +298,13 @@ def plan(parsed: list[Parsed]) -> list[Call]:
     return [c for c in calls if c.items]
 
 
-def lock_key(code: str) -> int:
-    digest = hashlib.blake2b(f"cityops.ingest:{code}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-_LOCK = text(
-    "SELECT count(pg_advisory_xact_lock(k)) FROM "
-    "(SELECT k FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k OFFSET 0) AS s"
-)
-
-
-def lock_devices(session: Session, codes: set[str]) -> None:
-    """PostgreSQL: hold a transaction lock per device, taken in one order by every worker,
-    so that two workers never store readings of the same device at the same moment.
-
-    ``ingest()`` does not serialise a device's readings by itself, and on PostgreSQL two
-    concurrent calls for one device evaluate rules wrongly: ``store`` takes each series'
-    previous timestamp from its statement's snapshot, while the rule states are read by a
-    later statement that already sees the other worker's commit — so a late reading is
-    evaluated as new against the newer state (a late dry reading clears the alarm the other
-    worker has just raised, and the next wet one raises it again: count 2). Taking the locks
-    up front, sorted, also keeps two workers from deadlocking on roll-up rows. Until
-    ``ingest()`` serialises per device itself, the worker does.
-    """
-    keys = sorted({lock_key(c) for c in codes})
-    if keys:
-        session.execute(_LOCK, {"keys": keys})
+def lock_devices(session: Session, codes: set[str]) -> set[int]:
+    """PostgreSQL: lock every device this transaction's readings name, up front and in one
+    go (``ingest.lock_devices``: the same locks as an HTTP batch takes), so that the several
+    ``ingest()`` calls of one batch never wait for each other's devices in a cycle with
+    another worker. The ids held."""
+    devices = DIRECTORY.lookup(session, codes)
+    return ingest_locks(session, {d.id for d in devices.values()})
 
 
 TRANSIENT = (OperationalError, IntegrityError, InterfaceError)
@@ -357,11 +336,15 @@ class IngestWorker:
         *,
         policy: Policy | None = None,
         clock: Callable[[], datetime] = utcnow,
+        fold: bool = True,
     ) -> None:
+        """``fold=False``: leave the roll-ups and latest values to a folder running beside
+        the worker (``cityops ingest`` starts one; see ``cityops.telemetry.fold``)."""
         self.factory = factory
         self.config = config
         self.policy = policy or Policy()
         self.clock = clock
+        self.fold = fold
         self.broker = parse_url(config.url)
         check_topic(config.topic)
         self.client_id = config.resolved_client_id()
@@ -625,8 +608,9 @@ class IngestWorker:
                     # Take the database (on SQLite: its write lock) before the device cache's
                     # lock, in that order in every thread.
                     conn = session.connection()
+                    held: set[int] = set()
                     if conn.dialect.name == "postgresql":
-                        lock_devices(session, {c for call in calls for c in call.codes()})
+                        held = lock_devices(session, {c for call in calls for c in call.codes()})
                     now = self.clock()
                     for call in calls:
                         call.result = ingest(
@@ -635,6 +619,8 @@ class IngestWorker:
                             now,
                             policy=self.policy,
                             allowed=allowed_for(call.gateway) if call.gateway else None,
+                            fold=self.fold,
+                            locked=held,
                         )
                 return calls
             except Exception as exc:

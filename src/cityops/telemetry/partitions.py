@@ -97,13 +97,19 @@ def create(engine: Engine, months: Iterable[tuple[int, int]]) -> list[str]:
     return made
 
 
+def _range(stamps: Iterable[int]) -> tuple[int, int]:
+    values = list(stamps)
+    return min(values), max(values)
+
+
 def ensure_for(session: Session, stamps: Iterable[int]) -> None:
     """Make sure every month the batch touches has its partition (usually a set lookup)."""
     bind = session.get_bind()
     engine = bind.engine if hasattr(bind, "engine") else bind
     assert isinstance(engine, Engine)
     key = str(engine.url)
-    months = {month_of(ts) for ts in stamps}
+    low, high = _range(stamps)
+    months = set(months_between(month_of(low), month_of(high)))
     with _lock:
         known = _known.get(key)
         if known is not None and months <= known:

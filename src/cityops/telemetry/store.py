@@ -1,21 +1,28 @@
-"""Batched writes of readings with their roll-ups and latest values, exactly once.
+"""Batched writes of readings, exactly once; the roll-ups and latest values follow in a fold.
 
-Both engines load the batch into a temporary staging table (kept until the transaction ends)
-in one bulk call (``executemany`` on SQLite, ``COPY`` on PostgreSQL), then move only the
-readings not stored before into ``readings`` and fold those — and only those — into the
-1-minute and 1-hour roll-ups and the latest values, so a retried batch neither duplicates a
-reading nor counts it twice.
+A batch is appended in one bulk call with nothing else written per reading, so storing costs
+little more than the raw write:
 
-On PostgreSQL the move is one statement (``INSERT … ON CONFLICT DO NOTHING RETURNING`` feeding
-the roll-up upserts), which stays exact when two workers store the same reading at the same
-moment. SQLite has one writer at a time (ingestion takes the write lock at BEGIN), so there the
-steps run one after another.
+* SQLite: ``executemany`` of ``INSERT OR IGNORE`` straight into ``readings``. A retried
+  reading is ignored by its key; the rows this call added are the ones with a rowid above the
+  highest before it (one writer at a time), and ``reading_batches`` gets one row saying when
+  they were received. The fold finds them by rowid.
+* PostgreSQL: one ``COPY`` into a temporary staging table, then ``INSERT … SELECT`` into
+  ``readings`` and ``reading_pending`` inside a savepoint — the common case, where every
+  reading is new. If one was stored before (a retry, a replay, a duplicate in the batch) the
+  savepoint is rolled back and the batch moves with ``ON CONFLICT DO NOTHING RETURNING``
+  instead, so only the new readings reach ``reading_pending``; that stays exact when two
+  workers store the same reading at the same moment.
+
+Nothing here touches the roll-ups or the latest values: ``cityops.telemetry.fold`` folds the
+new readings in (in the same transaction when ``ingest(fold=True)``, else in the background).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, text
@@ -39,168 +46,171 @@ class Stored(NamedTuple):
 
 
 class Batch:
-    """What one ``store()`` wrote: how many readings were new, every valid reading of the call
-    (new or seen before), and — on demand, for the few series a rule needs to walk — the new
-    readings of a series that are newer than anything it had before, oldest first."""
+    """What one ``store()`` wrote: every valid reading of the call (new or seen before), the
+    readings it stored (``new``), and — on demand, for the few series a rule needs to walk —
+    a series' new readings newer than anything it had before, oldest first.
 
-    def __init__(self, session: Session, rows: list[Row], count: int) -> None:
+    ``source`` is SQL naming a relation ``s`` that holds (at least) the new readings, for the
+    rule queries that look back from each one (rate of change)."""
+
+    def __init__(
+        self,
+        session: Session,
+        rows: list[Row],
+        new: list[Row],
+        source: str = "",
+        params: dict[str, Any] | None = None,
+    ) -> None:
         self.session = session
         self.rows = rows
-        self.count = count
+        self.new = new
+        self.count = len(new)
+        self.source = source
+        self.params = params or {}
+        self.month_table: Callable[[int, int], str] | None = None
+        self._metrics: dict[str, list[Row]] | None = None
+        self._by_series: dict[tuple[int, str], list[Row]] | None = None
         self._series: dict[tuple[int, str], list[Stored]] = {}
-        self._loaded: set[tuple[int, str]] = set()
 
-    def load(self, metric: str, device_ids: Collection[int]) -> None:
-        wanted = [d for d in set(device_ids) if (d, metric) not in self._loaded]
-        if not wanted:
-            return
-        for row in self._fetch(metric, wanted):
-            if row.prior_ts is None or row.ts > row.prior_ts:
-                self._series.setdefault((row.device_id, row.metric), []).append(row)
-        for d in wanted:
-            self._loaded.add((d, metric))
-            rows = self._series.get((d, metric))
-            if rows and len(rows) > 1:
-                rows.sort(key=lambda r: r.ts)
+    def table_for(self, window_ms: int) -> str:
+        """Where to look back ``window_ms`` from the new readings: ``readings``, or on
+        PostgreSQL the month's partition when every such window lies within one month (the
+        planner then skips pruning sixteen partitions at every look-back)."""
+        if self.month_table is None or not self.new:
+            return "readings"
+        stamps = list(map(itemgetter(2), self.new))
+        return self.month_table(min(stamps) - window_ms, max(stamps))
+
+    def of_metric(self, metric: str) -> list[Row]:
+        """The new readings of one metric."""
+        if self._metrics is None:
+            groups: dict[str, list[Row]] = {}
+            names = set(map(itemgetter(1), self.new))
+            if len(names) == 1:
+                groups[names.pop()] = self.new  # one metric, as is usual
+            else:
+                for r in self.new:
+                    groups.setdefault(r[1], []).append(r)
+            self._metrics = groups
+        return self._metrics.get(metric, [])
 
     def series(self, device_id: int, metric: str) -> list[Stored]:
-        self.load(metric, [device_id])
-        return self._series.get((device_id, metric), [])
+        key = (device_id, metric)
+        found = self._series.get(key)
+        if found is not None:
+            return found
+        if self._by_series is None:
+            groups: dict[tuple[int, str], list[Row]] = {}
+            for r in self.new:
+                groups.setdefault((r[0], r[1]), []).append(r)
+            self._by_series = groups
+        mine = self._by_series.get(key, [])
+        out: list[Stored] = []
+        if mine:
+            prior = self._prior(device_id, metric, {r[2] for r in mine})
+            out = sorted(
+                (Stored(d, m, t, v, prior) for d, m, t, v in mine if prior is None or t > prior),
+                key=lambda r: r.ts,
+            )
+        self._series[key] = out
+        return out
 
-    def _fetch(self, metric: str, device_ids: list[int]) -> list[Stored]:
-        # SQLite: the staging table holds exactly the new readings; a series' previous newest
-        # is its newest stored reading not among them (found from the top of the index).
-        result = self.session.connection().execute(
+    def _prior(self, device_id: int, metric: str, new: set[int]) -> int | None:
+        """The series' newest timestamp not stored by this batch: among its len(new) + 1
+        newest (an index walk from the top)."""
+        stamps = self.session.connection().execute(
             text(
-                """
-                SELECT s.device_id, s.metric, s.ts, s.value,
-                  (SELECT r.ts FROM readings AS r WHERE r.device_id = s.device_id
-                     AND r.metric = s.metric AND NOT EXISTS (
-                       SELECT 1 FROM reading_stage AS x WHERE x.device_id = r.device_id
-                       AND x.metric = r.metric AND x.ts = r.ts)
-                   ORDER BY r.ts DESC LIMIT 1)
-                FROM reading_stage AS s WHERE s.metric = :m AND s.device_id IN :ids
-                """
-            ).bindparams(bindparam("ids", expanding=True)),
-            {"m": metric, "ids": device_ids},
+                "SELECT ts FROM readings WHERE device_id = :d AND metric = :m "
+                "ORDER BY ts DESC LIMIT :k"
+            ),
+            {"d": device_id, "m": metric, "k": len(new) + 1},
         )
-        return [Stored(*r) for r in result]
-
-
-class _ListedBatch(Batch):
-    """PostgreSQL: the storing statement returned the new readings with their series'
-    previous newest (from its own snapshot), so nothing more is asked of the database."""
-
-    def __init__(self, session: Session, rows: list[Row], new: list[Stored]) -> None:
-        super().__init__(session, rows, len(new))
-        self._new = new
-
-    def _fetch(self, metric: str, device_ids: list[int]) -> list[Stored]:
-        ids = set(device_ids)
-        return [r for r in self._new if r.metric == metric and r.device_id in ids]
+        return next((int(t) for (t,) in stamps if t not in new), None)
 
 
 def store(session: Session, rows: list[Row], now: datetime) -> Batch:
     if not rows:
-        return Batch(session, rows, 0)
+        return Batch(session, rows, [])
     if session.get_bind().dialect.name == "postgresql":
-        return _ListedBatch(session, rows, _store_pg(session, rows, now))
-    return Batch(session, rows, _store_sqlite(session, rows, now))
+        return _store_pg(session, rows, now)
+    return _store_sqlite(session, rows, now)
 
 
 def window_starts(
-    session: Session, metric: str, window_ms: int, device_ids: list[int]
+    batch: Batch, metric: str, window_ms: int, device_ids: list[int]
 ) -> dict[tuple[int, int], tuple[int, float]]:
-    """For each reading of ``metric`` in the batch being stored (the staging table lives until
-    the transaction ends): the oldest stored reading of its series inside the window ending at
-    it — one index seek each, however often the device reports."""
-    rows = session.connection().execute(
+    """For each new reading of ``metric`` of these devices: the oldest stored reading of its
+    series inside the window ending at it — one index seek each."""
+    table = batch.table_for(window_ms)
+    rows = batch.session.connection().execute(
         text(
-            """
+            f"""
             SELECT s.device_id, s.ts,
-              (SELECT r.ts FROM readings AS r WHERE r.device_id = s.device_id
-                 AND r.metric = s.metric AND r.ts >= s.ts - :w ORDER BY r.ts LIMIT 1),
-              (SELECT r.value FROM readings AS r WHERE r.device_id = s.device_id
-                 AND r.metric = s.metric AND r.ts >= s.ts - :w ORDER BY r.ts LIMIT 1)
-            FROM reading_stage AS s WHERE s.metric = :m AND s.device_id IN :ids
+              (SELECT r.ts FROM {table} AS r WHERE r.device_id = s.device_id
+                 AND r.metric = s.metric AND r.ts >= s.ts - :w AND r.ts <= s.ts
+                 ORDER BY r.ts LIMIT 1),
+              (SELECT r.value FROM {table} AS r WHERE r.device_id = s.device_id
+                 AND r.metric = s.metric AND r.ts >= s.ts - :w AND r.ts <= s.ts
+                 ORDER BY r.ts LIMIT 1)
+            FROM {batch.source} AND s.metric = :m AND s.device_id IN :ids
             """
         ).bindparams(bindparam("ids", expanding=True)),
-        {"m": metric, "w": window_ms, "ids": device_ids},
+        {**batch.params, "m": metric, "w": window_ms, "ids": device_ids},
     )
     return {(d, t): (t0, v0) for d, t, t0, v0 in rows if t0 is not None}
 
 
+def rising(batch: Batch, metric: str, window_ms: int, sign: str, limit: float) -> set[int]:
+    """Devices with a new reading of ``metric`` whose change since the oldest reading inside
+    the window ending at it is ``sign`` (> or <) ``limit``: one index seek per new reading,
+    all in one statement."""
+    assert sign in (">", "<")
+    table = batch.table_for(window_ms)
+    found = batch.session.connection().execute(
+        text(
+            f"""
+            SELECT DISTINCT s.device_id FROM {batch.source} AND s.metric = :m AND s.value - (
+                SELECT r.value FROM {table} AS r WHERE r.device_id = s.device_id
+                AND r.metric = s.metric AND r.ts >= s.ts - :w AND r.ts <= s.ts
+                ORDER BY r.ts LIMIT 1
+            ) {sign} :v
+            """
+        ),
+        {**batch.params, "m": metric, "w": window_ms, "v": limit},
+    )
+    return set(found.scalars())
+
+
 # --- SQLite ---------------------------------------------------------------------------------
 
-_SQLITE_STAGE = (
-    "CREATE TEMP TABLE IF NOT EXISTS reading_stage ("
-    "device_id INTEGER NOT NULL, metric TEXT NOT NULL, ts INTEGER NOT NULL, "
-    "value REAL NOT NULL, PRIMARY KEY (device_id, metric, ts)) WITHOUT ROWID"
-)
-
-
-def _rollup_sql(table: str, width: int, source: str, conflict_tail: str = "") -> str:
-    # The last value of each bucket comes from the row holding the bucket's latest timestamp.
-    return f"""
-        INSERT INTO {table} (device_id, metric, bucket, n, vmin, vmax, vsum, last_ts, last_value)
-        SELECT g.device_id, g.metric, g.bucket, g.n, g.vmin, g.vmax, g.vsum, g.last_ts, s.value
-        FROM (
-            SELECT device_id, metric, ts - ts % {width} AS bucket, count(*) AS n,
-                   min(value) AS vmin, max(value) AS vmax, sum(value) AS vsum, max(ts) AS last_ts
-            FROM {source} GROUP BY device_id, metric, ts - ts % {width}
-        ) AS g
-        JOIN {source} AS s ON s.device_id = g.device_id AND s.metric = g.metric
-                          AND s.ts = g.last_ts
-        WHERE true
-        ON CONFLICT (device_id, metric, bucket) DO UPDATE SET
-            n = {table}.n + excluded.n,
-            vmin = min({table}.vmin, excluded.vmin),
-            vmax = max({table}.vmax, excluded.vmax),
-            vsum = {table}.vsum + excluded.vsum,
-            last_value = CASE WHEN excluded.last_ts >= {table}.last_ts
-                              THEN excluded.last_value ELSE {table}.last_value END,
-            last_ts = max({table}.last_ts, excluded.last_ts){conflict_tail}
-    """
-
-
-_SQLITE_LATEST = text(
-    """
-    INSERT INTO telemetry_latest (device_id, metric, ts, value, received_at)
-    SELECT s.device_id, s.metric, s.ts, s.value, :now
-    FROM reading_stage AS s
-    JOIN (SELECT device_id, metric, max(ts) AS ts FROM reading_stage
-          GROUP BY device_id, metric) AS m
-      ON m.device_id = s.device_id AND m.metric = s.metric AND m.ts = s.ts
-    WHERE true
-    ON CONFLICT (device_id, metric) DO UPDATE SET
-        value = CASE WHEN excluded.ts > telemetry_latest.ts
-                     THEN excluded.value ELSE telemetry_latest.value END,
-        ts = max(telemetry_latest.ts, excluded.ts),
-        received_at = excluded.received_at
-    """
+_SQLITE_LOG = text(
+    "INSERT INTO reading_batches (upto, received_at) VALUES (:upto, :now)"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 
 
-def _store_sqlite(session: Session, rows: list[Row], now: datetime) -> int:
+def _store_sqlite(session: Session, rows: list[Row], now: datetime) -> Batch:
     conn = session.connection()
-    conn.exec_driver_sql(_SQLITE_STAGE)
-    conn.exec_driver_sql("DELETE FROM reading_stage")
-    conn.exec_driver_sql("INSERT OR IGNORE INTO reading_stage VALUES (?, ?, ?, ?)", rows)
-    conn.exec_driver_sql(
-        "DELETE FROM reading_stage WHERE EXISTS (SELECT 1 FROM readings AS r "
-        "WHERE r.device_id = reading_stage.device_id AND r.metric = reading_stage.metric "
-        "AND r.ts = reading_stage.ts)"
-    )
-    count = int(conn.exec_driver_sql("SELECT count(*) FROM reading_stage").scalar_one())
-    if count:
-        conn.exec_driver_sql(
-            "INSERT INTO readings (device_id, metric, ts, value) "
-            "SELECT device_id, metric, ts, value FROM reading_stage"
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        (before,) = cur.execute("SELECT coalesce(max(rowid), 0) FROM readings").fetchone()
+        cur.executemany(
+            "INSERT OR IGNORE INTO readings (device_id, metric, ts, value) VALUES (?, ?, ?, ?)",
+            rows,
         )
-        conn.exec_driver_sql(_rollup_sql("rollups_1m", MINUTE_MS, "reading_stage"))
-        conn.exec_driver_sql(_rollup_sql("rollups_1h", HOUR_MS, "reading_stage"))
-        conn.execute(_SQLITE_LATEST, {"now": now})
-    return count
+        count = cur.rowcount
+        if count <= 0:
+            return Batch(session, rows, [])
+        if count == len(rows):
+            new = rows
+        else:  # some were stored before (or twice in this batch): read back what is new
+            new = cur.execute(
+                "SELECT device_id, metric, ts, value FROM readings WHERE rowid > ?", (before,)
+            ).fetchall()
+        (upto,) = cur.execute("SELECT max(rowid) FROM readings").fetchone()
+    finally:
+        cur.close()
+    conn.execute(_SQLITE_LOG, {"upto": upto, "now": now})
+    return Batch(session, rows, new, "readings AS s WHERE s.rowid > :before", {"before": before})
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------
@@ -211,28 +221,15 @@ _PG_STAGE = (
     "value double precision NOT NULL) ON COMMIT DELETE ROWS"
 )
 
-
-def _pg_rollup(table: str, width: int) -> str:
-    return f"""
-    {table}_up AS (
-        INSERT INTO {table} AS t (device_id, metric, bucket, n, vmin, vmax, vsum,
-                                  last_ts, last_value)
-        SELECT device_id, metric, ts - ts % {width}, count(*), min(value), max(value),
-               sum(value), max(ts), (array_agg(value ORDER BY ts DESC))[1]
-        FROM ins GROUP BY device_id, metric, ts - ts % {width}
-        ON CONFLICT (device_id, metric, bucket) DO UPDATE SET
-            n = t.n + excluded.n,
-            vmin = least(t.vmin, excluded.vmin),
-            vmax = greatest(t.vmax, excluded.vmax),
-            vsum = t.vsum + excluded.vsum,
-            last_value = CASE WHEN excluded.last_ts >= t.last_ts
-                              THEN excluded.last_value ELSE t.last_value END,
-            last_ts = greatest(t.last_ts, excluded.last_ts)
-    )"""
-
-
-_PG_MOVE = text(
-    f"""
+_PG_INSERT = (
+    "INSERT INTO {table} (device_id, metric, ts, value) "
+    "SELECT device_id, metric, ts, value FROM reading_stage"
+)
+_PG_PENDING = (
+    "INSERT INTO reading_pending (device_id, metric, ts, value, received_at) "
+    "SELECT device_id, metric, ts, value, %(now)s FROM reading_stage"
+)
+_PG_MOVE = """
     WITH ins AS (
         INSERT INTO readings (device_id, metric, ts, value)
         SELECT DISTINCT ON (device_id, metric, ts) device_id, metric, ts, value
@@ -240,40 +237,56 @@ _PG_MOVE = text(
         ON CONFLICT DO NOTHING
         RETURNING device_id, metric, ts, value
     ),
-    {_pg_rollup("rollups_1m", MINUTE_MS)},
-    {_pg_rollup("rollups_1h", HOUR_MS)},
-    prior AS (
-        SELECT l.device_id, l.metric, l.ts FROM telemetry_latest AS l
-        WHERE (l.device_id, l.metric) IN (SELECT device_id, metric FROM ins)
-    ),
-    latest_up AS (
-        INSERT INTO telemetry_latest AS t (device_id, metric, ts, value, received_at)
-        SELECT DISTINCT ON (device_id, metric) device_id, metric, ts, value, :now
-        FROM ins ORDER BY device_id, metric, ts DESC
-        ON CONFLICT (device_id, metric) DO UPDATE SET
-            value = CASE WHEN excluded.ts > t.ts THEN excluded.value ELSE t.value END,
-            ts = greatest(t.ts, excluded.ts),
-            received_at = excluded.received_at
+    pending AS (
+        INSERT INTO reading_pending (device_id, metric, ts, value, received_at)
+        SELECT device_id, metric, ts, value, %(now)s FROM ins
     )
-    SELECT ins.device_id, ins.metric, ins.ts, ins.value, prior.ts
-    FROM ins LEFT JOIN prior ON prior.device_id = ins.device_id AND prior.metric = ins.metric
-    """
-).bindparams(bindparam("now", type_=UTCDateTime()))
+    SELECT device_id, metric, ts, value FROM ins
+"""
 
 
-def _store_pg(session: Session, rows: list[Row], now: datetime) -> list[Stored]:
+def _store_pg(session: Session, rows: list[Row], now: datetime) -> Batch:
+    import psycopg
+
     from cityops.telemetry import partitions
 
-    partitions.ensure_for(session, (r[2] for r in rows))
+    stamps = list(map(itemgetter(2), rows))
+    low, high = min(stamps), max(stamps)
+    partitions.ensure_for(session, (low, high))
     conn = session.connection()
-    conn.exec_driver_sql(_PG_STAGE)
-    conn.exec_driver_sql("DELETE FROM reading_stage")  # a retried transaction starts clean
     raw: Any = conn.connection.dbapi_connection  # psycopg's connection: COPY is not DB-API
-    with (
-        raw.cursor() as cur,
-        cur.copy("COPY reading_stage (device_id, metric, ts, value) FROM STDIN") as copy,
-    ):
-        for row in rows:
-            copy.write_row(row)
-    new = conn.execute(_PG_MOVE, {"now": now}).all()
-    return [Stored(*r) for r in new]
+    with raw.cursor() as cur:
+        cur.execute(_PG_STAGE)
+        cur.execute("DELETE FROM reading_stage")  # a second batch in this transaction
+        with cur.copy("COPY reading_stage (device_id, metric, ts, value) FROM STDIN") as copy:
+            _write(copy, rows)
+        cur.execute("SAVEPOINT cityops_store")
+        try:
+            cur.execute(_PG_INSERT.format(table=_month_table(low, high)))
+            cur.execute(_PG_PENDING, {"now": now})
+        except psycopg.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT cityops_store")
+            cur.execute("RELEASE SAVEPOINT cityops_store")
+            cur.execute(_PG_MOVE, {"now": now})
+            new: list[Row] = [tuple(r) for r in cur.fetchall()]
+        else:
+            cur.execute("RELEASE SAVEPOINT cityops_store")
+            new = rows
+    batch = Batch(session, rows, new, "reading_stage AS s WHERE true")
+    batch.month_table = _month_table
+    return batch
+
+
+def _month_table(low: int, high: int) -> str:
+    """The partition holding every reading stamped from ``low`` to ``high``, if one does
+    (else the partitioned table itself): writing to it or reading from it directly spares
+    the routing of each row and the pruning of every look-back."""
+    from cityops.telemetry import partitions
+
+    first = partitions.month_of(low)
+    return partitions.name_of(first) if first == partitions.month_of(high) else "readings"
+
+
+def _write(copy: Any, rows: Iterable[Row]) -> None:
+    for row in rows:
+        copy.write_row(row)

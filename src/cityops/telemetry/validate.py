@@ -95,74 +95,168 @@ def check(
     allowed: Any = None,
 ) -> tuple[list[Row], list[Rejection]]:
     """``allowed(device) -> bool`` restricts which devices the caller may report for."""
+    rows, rejected, _unknown = check_batch(items, devices, limits, allowed)
+    return rows, rejected
+
+
+def check_batch(
+    items: list[Any],
+    devices: Mapping[str, DeviceInfo],
+    limits: Limits,
+    allowed: Any = None,
+    *,
+    defer_unknown: bool = False,
+    positions: list[int] | None = None,
+) -> tuple[list[Row], list[Rejection], list[int]]:
+    """``check()``, and: with ``defer_unknown``, a reading naming a device not in
+    ``devices`` is neither stored nor rejected but listed (its position in ``items``), for the
+    caller to look the device up and check those readings again. ``positions`` gives each
+    item's index to report (a re-check of some readings of a batch). Returns rows,
+    rejections and those positions."""
     rows: list[Row] = []
     rejected: list[Rejection] = []
+    unknown: list[int] = []
     permitted: dict[str, bool] = {}  # allowed() per device, asked once a batch
     future_ms, oldest_ms = limits.future_ms, limits.oldest_ms
+    append = rows.append
+    known = devices.get
     for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            rejected.append(Rejection(index, "reading", "malformed", _MESSAGES["malformed"]))
-            continue
-        code = item.get("device")
-        if not isinstance(code, str) or not code:
-            rejected.append(Rejection(index, "device", "missing", _MESSAGES["missing"]))
-            continue
-        device = devices.get(code)
-        reason = (
-            "unknown_device"
-            if device is None
-            else "inactive_device"
-            if not device.active
-            else "forbidden_device"
-            if allowed is not None and not permitted.setdefault(code, bool(allowed(device)))
-            else None
-        )
-        if reason or device is None:
-            rejected.append(Rejection(index, "device", reason or "", _MESSAGES[reason or ""], code))
-            continue
-        raw_ts = item.get("ts")
-        # The common case first: epoch milliseconds as a JSON integer.
-        ts = (
-            raw_ts if type(raw_ts) is int and oldest_ms <= raw_ts <= future_ms else parse_ts(raw_ts)
-        )
-        if ts is None:
-            reason = "missing" if "ts" not in item else "bad_timestamp"
-            rejected.append(Rejection(index, "ts", reason, _MESSAGES[reason], code))
-            continue
-        if ts > future_ms or ts < oldest_ms:
-            reason = "future_timestamp" if ts > future_ms else "too_old"
-            rejected.append(Rejection(index, "ts", reason, _MESSAGES[reason], code))
-            continue
-        values = item.get("values")
-        if isinstance(values, dict):
-            pairs = list(values.items())
-            prefix = "values."
-        elif "metric" in item:
-            pairs = [(item.get("metric"), item.get("value", _MISSING))]
-            prefix = ""
-        else:
-            rejected.append(Rejection(index, "metric", "missing", _MESSAGES["missing"], code))
-            continue
-        specs = device.metrics
-        for metric, value in pairs:
-            spec = specs.get(metric) if type(metric) is str else None
+        # The common case in one pass and no objects made: a plain reading of a known, active,
+        # permitted device, stamped in epoch milliseconds, each value a float within range.
+        if type(item) is dict:
+            code = item.get("device")
+            device = known(code) if type(code) is str else None
+            ts = item.get("ts")
             if (
-                spec is not None
-                and type(value) is float
-                and not spec.binary
-                and spec.lo <= value <= spec.hi  # false for NaN
-                and value - value == 0.0  # false for ±inf (a metric may have no bounds)
+                device is not None
+                and device.active
+                and type(ts) is int
+                and oldest_ms <= ts <= future_ms
+                and (allowed is None or _permitted(permitted, allowed, device))
             ):
-                rows.append((device.id, metric, ts, value))
-                continue
-            problem = _check_value(device, metric, value)
-            if problem:
-                field = f"{prefix}{metric}" if prefix else "value"
-                where = "metric" if problem == "unknown_metric" and not prefix else field
-                rejected.append(Rejection(index, where, problem, _MESSAGES[problem], code))
-            else:
-                rows.append((device.id, metric, ts, float(value)))
-    return rows, rejected
+                ranges = device.ranges
+                values = item.get("values")
+                if values is None:
+                    metric = item.get("metric")
+                    value = item.get("value")
+                    if type(value) is float and type(metric) is str:
+                        bounds = ranges.get(metric)
+                        # value - value is 0.0 for every finite float (an unbounded metric
+                        # lets ±inf past the bounds; NaN never passes them).
+                        if (
+                            bounds is not None
+                            and bounds[0] <= value <= bounds[1]
+                            and value - value == 0.0
+                        ):
+                            append((device.id, metric, ts, value))
+                            continue
+                elif type(values) is dict:
+                    good = [
+                        (device.id, metric, ts, value)
+                        for metric, value in values.items()
+                        if type(value) is float
+                        and type(metric) is str
+                        and (bounds := ranges.get(metric)) is not None
+                        and bounds[0] <= value <= bounds[1]
+                        and value - value == 0.0
+                    ]
+                    if len(good) == len(values):
+                        rows += good
+                        continue
+        at = index if positions is None else positions[index]
+        if defer_unknown and _unknown(item, devices):
+            unknown.append(at)
+            continue
+        _check_one(at, item, devices, limits, allowed, permitted, rows, rejected)
+    return rows, rejected, unknown
+
+
+def _permitted(permitted: dict[str, bool], allowed: Any, device: DeviceInfo) -> bool:
+    ok = permitted.get(device.code)
+    if ok is None:
+        ok = permitted[device.code] = bool(allowed(device))
+    return ok
+
+
+def _unknown(item: Any, devices: Mapping[str, DeviceInfo]) -> bool:
+    if not isinstance(item, dict):
+        return False
+    code = item.get("device")
+    return isinstance(code, str) and bool(code) and code not in devices
+
+
+def _check_one(
+    index: int,
+    item: Any,
+    devices: Mapping[str, DeviceInfo],
+    limits: Limits,
+    allowed: Any,
+    permitted: dict[str, bool],
+    rows: list[Row],
+    rejected: list[Rejection],
+) -> None:
+    """One reading, every rule, each failure with its reason."""
+    future_ms, oldest_ms = limits.future_ms, limits.oldest_ms
+    if not isinstance(item, dict):
+        rejected.append(Rejection(index, "reading", "malformed", _MESSAGES["malformed"]))
+        return
+    code = item.get("device")
+    if not isinstance(code, str) or not code:
+        rejected.append(Rejection(index, "device", "missing", _MESSAGES["missing"]))
+        return
+    device = devices.get(code)
+    reason = (
+        "unknown_device"
+        if device is None
+        else "inactive_device"
+        if not device.active
+        else "forbidden_device"
+        if allowed is not None and not permitted.setdefault(code, bool(allowed(device)))
+        else None
+    )
+    if reason or device is None:
+        rejected.append(Rejection(index, "device", reason or "", _MESSAGES[reason or ""], code))
+        return
+    raw_ts = item.get("ts")
+    # The common case first: epoch milliseconds as a JSON integer.
+    ts = raw_ts if type(raw_ts) is int and oldest_ms <= raw_ts <= future_ms else parse_ts(raw_ts)
+    if ts is None:
+        reason = "missing" if "ts" not in item else "bad_timestamp"
+        rejected.append(Rejection(index, "ts", reason, _MESSAGES[reason], code))
+        return
+    if ts > future_ms or ts < oldest_ms:
+        reason = "future_timestamp" if ts > future_ms else "too_old"
+        rejected.append(Rejection(index, "ts", reason, _MESSAGES[reason], code))
+        return
+    values = item.get("values")
+    if isinstance(values, dict):
+        pairs = list(values.items())
+        prefix = "values."
+    elif "metric" in item:
+        pairs = [(item.get("metric"), item.get("value", _MISSING))]
+        prefix = ""
+    else:
+        rejected.append(Rejection(index, "metric", "missing", _MESSAGES["missing"], code))
+        return
+    specs = device.metrics
+    for metric, value in pairs:
+        spec = specs.get(metric) if type(metric) is str else None
+        if (
+            spec is not None
+            and type(value) is float
+            and not spec.binary
+            and spec.lo <= value <= spec.hi  # false for NaN
+            and value - value == 0.0  # false for ±inf (a metric may have no bounds)
+        ):
+            rows.append((device.id, metric, ts, value))
+            continue
+        problem = _check_value(device, metric, value)
+        if problem:
+            field = f"{prefix}{metric}" if prefix else "value"
+            where = "metric" if problem == "unknown_metric" and not prefix else field
+            rejected.append(Rejection(index, where, problem, _MESSAGES[problem], code))
+        else:
+            rows.append((device.id, metric, ts, float(value)))
 
 
 _MISSING = object()

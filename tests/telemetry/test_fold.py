@@ -1,0 +1,204 @@
+"""Folding stored readings into the roll-ups and latest values (telemetry/fold.py): exact —
+equal to aggregating the readings directly, late and out-of-order ones included — idempotent,
+and exactly once when two folders run at the same moment."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from cityops import migrate
+from cityops.db import make_engine, session_factory, transaction
+from cityops.telemetry import fold
+from cityops.telemetry import service as tsvc
+from cityops.telemetry.directory import Directory
+from cityops.telemetry.ingest import ingest
+from cityops.telemetry.models import Device, Latest, Rollup1h, Rollup1m
+from tests.conftest import _skip_without_pg
+from tests.dbutil import BACKENDS, fresh_database
+from tests.telemetry.conftest import NOW, NOW_MS, Kit
+
+MINUTE, HOUR = 60_000, 3_600_000
+LATER = NOW + timedelta(hours=6)  # every test reading is in the past
+
+
+def random_readings(kit: Kit, seed: int, n: int = 400) -> list[dict[str, Any]]:
+    """Readings of three series over three hours, shuffled (late and out of order), some of
+    them sent twice (a retry carries the same value)."""
+    rng = random.Random(seed)
+    series = [(kit.codes["gnss"], "disp_mm"), (kit.codes["gnss"], "disp_v_mm")]
+    series.append((kit.codes["crack"], "crack_mm"))
+    out = []
+    for i in range(n):
+        code, metric = series[i % len(series)]
+        ts = NOW_MS + rng.randrange(0, 3 * HOUR, 250)
+        out.append({"device": code, "metric": metric, "ts": ts, "value": rng.uniform(0, 20)})
+    unique = {(r["device"], r["metric"], r["ts"]): r for r in reversed(out)}  # first one wins
+    out = list(unique.values())
+    out += rng.sample(out, 40)
+    rng.shuffle(out)
+    return out
+
+
+def expected(items: list[dict[str, Any]], width: int) -> dict[tuple[str, str, int], tuple]:
+    """(device, metric, bucket) → (n, min, max, sum, last_ts, last_value), aggregated here."""
+    stored = {(r["device"], r["metric"], r["ts"]): r["value"] for r in reversed(items)}
+    groups: dict[tuple[str, str, int], list[tuple[int, float]]] = {}
+    for (code, metric, ts), value in stored.items():
+        groups.setdefault((code, metric, ts - ts % width), []).append((ts, value))
+    return {
+        key: (
+            len(points),
+            min(v for _t, v in points),
+            max(v for _t, v in points),
+            sum(v for _t, v in points),
+            *max(points),
+        )
+        for key, points in groups.items()
+    }
+
+
+def rollups(session: Session, model: Any) -> dict[tuple[str, str, int], tuple]:
+    rows = session.execute(
+        select(Device.code, model.metric, model.bucket, model.n, model.vmin, model.vmax)
+        .add_columns(model.vsum, model.last_ts, model.last_value)
+        .join(Device, Device.id == model.device_id)
+    )
+    return {(code, m, b): (n, lo, hi, s, lt, lv) for code, m, b, n, lo, hi, s, lt, lv in rows}
+
+
+def assert_exact(session: Session, items: list[dict[str, Any]]) -> None:
+    for model, width in ((Rollup1m, MINUTE), (Rollup1h, HOUR)):
+        got, want = rollups(session, model), expected(items, width)
+        assert got.keys() == want.keys()
+        for key, (n, lo, hi, total, last_ts, last_value) in want.items():
+            g = got[key]
+            assert (g[0], g[1], g[2], g[4], g[5]) == (n, lo, hi, last_ts, last_value), key
+            assert g[3] == pytest.approx(total)
+    newest: dict[tuple[str, str], tuple[int, float]] = {}
+    for (code, metric, _b), (*_rest, last_ts, last_value) in expected(items, HOUR).items():
+        newest[(code, metric)] = max(newest.get((code, metric), (0, 0.0)), (last_ts, last_value))
+    latest = session.execute(
+        select(Device.code, Latest.metric, Latest.ts, Latest.value).join(
+            Device, Device.id == Latest.device_id
+        )
+    )
+    assert {(c, m): (t, v) for c, m, t, v in latest} == newest
+
+
+def test_folding_later_equals_aggregating_directly(session: Session, kit: Kit) -> None:
+    items = random_readings(kit, seed=1)
+    rng = random.Random(2)
+    i = 0
+    while i < len(items):
+        size = rng.randint(1, 60)
+        result = ingest(session, items[i : i + size], LATER, fold=False)
+        assert not result.rejected
+        i += size
+        if rng.random() < 0.4:  # a fold now and then, sometimes of only part of what waits
+            fold.run(session, LATER, limit=rng.choice([None, 7, 50]))
+    while fold.run(session, LATER, limit=25):
+        pass
+    assert fold.pending(session) == 0
+    assert_exact(session, items)
+    # Idempotent: nothing left to fold, nothing changes; a replayed batch adds nothing.
+    before = rollups(session, Rollup1h)
+    assert fold.run(session, LATER) == 0
+    again = ingest(session, items[:100], LATER, fold=False, directory=Directory())
+    assert (again.stored, fold.run(session, LATER)) == (0, 0)
+    assert rollups(session, Rollup1h) == before
+
+
+def test_latest_value_with_out_of_order_readings(session: Session, kit: Kit) -> None:
+    g = kit.codes["gnss"]
+
+    def send(minute: float, value: float, received: int) -> None:
+        reading = {"device": g, "metric": "disp_mm", "ts": NOW_MS + int(minute * MINUTE)}
+        moment = LATER + timedelta(seconds=received)
+        ingest(session, [reading | {"value": value}], moment, fold=False)
+
+    send(10, 10.0, received=0)
+    send(5, 5.0, received=1)  # late, in the same fold
+    fold.run(session, LATER)
+    send(2, 2.0, received=2)  # late, in a fold of its own
+    fold.run(session, LATER)
+    latest = session.scalars(select(Latest)).one()
+    assert (latest.ts, latest.value) == (NOW_MS + 10 * MINUTE, 10.0)
+    assert latest.received_at == LATER + timedelta(seconds=2)  # heard from last then
+    send(11, 11.0, received=3)
+    send(12, 12.0, received=4)
+    fold.run(session, LATER)
+    session.refresh(latest)
+    assert (latest.ts, latest.value) == (NOW_MS + 12 * MINUTE, 12.0)
+    assert latest.received_at == LATER + timedelta(seconds=4)
+    hour = session.scalars(select(Rollup1h)).one()
+    assert (hour.n, hour.vmin, hour.vmax, hour.last_value) == (5, 2.0, 12.0, 12.0)
+
+
+# --- two folders at the same moment (committed data: a database of its own) ---------------
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def own_db(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    _skip_without_pg(str(request.param))
+    with fresh_database(str(request.param), tmp_path_factory.mktemp("fold")) as url:
+        engine = make_engine(url)
+        try:
+            migrate.upgrade(engine)
+            yield engine
+        finally:
+            engine.dispose()
+
+
+def test_two_folders_at_once_never_double_count(
+    own_db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory = session_factory(own_db, writer=True)
+    with transaction(factory) as s:
+        tsvc.load_types(s, tsvc.default_types(), NOW)
+        for kind, code in (("gnss", "F-GNSS"), ("crack", "F-CRACK")):
+            s.add(
+                Device(
+                    code=code,
+                    type_code=kind,
+                    name=code,
+                    lat=31.2,
+                    lon=108.4,
+                    region_code="500154",
+                    created_at=NOW,
+                    updated_at=NOW,
+                )
+            )
+    kit = Kit(grid=None, codes={"gnss": "F-GNSS", "crack": "F-CRACK"})  # type: ignore[arg-type]
+    items = random_readings(kit, seed=3, n=900)
+    directory = Directory()
+    for i in range(0, len(items), 50):
+        with transaction(factory) as s:
+            ingest(s, items[i : i + 50], LATER, fold=False, directory=directory)
+    monkeypatch.setattr(fold, "CHUNK", 40)  # many small folds, interleaved
+    start = threading.Barrier(2)
+    counts: list[int] = []
+
+    def folder() -> None:
+        start.wait()
+        counts.append(fold.catch_up(factory, LATER, wait=True))
+
+    threads = [threading.Thread(target=folder) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    stored = len({(r["device"], r["metric"], r["ts"]) for r in items})
+    assert sum(counts) == stored  # every reading folded once, by one folder or the other
+    with Session(own_db) as s:
+        assert fold.pending(s) == 0
+        assert_exact(s, items)

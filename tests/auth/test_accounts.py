@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from cityops.auth.models import Account
 from cityops.auth.passwords import check_policy, hash_password, verify_password
 from cityops.errors import InvalidInput
-from tests.cliutil import run_cli
+from tests.cliutil import invoke_cli
 
 GOOD = {
     "name": "李四",
@@ -167,18 +167,18 @@ def test_reset_gives_a_temporary_password(
 def test_cli_admin_has_no_default_password(tmp_db: str, tmp_path: Path) -> None:
     env = {"CITYOPS_DATABASE_URL": tmp_db, "CITYOPS_PASSWORD_HASH_MEMORY_KIB": "1024"}
     assert (
-        run_cli(
+        invoke_cli(
             "demo-data", "--villages-per-town", "1", "--grids-per-village", "1", env=env
         ).returncode
         == 0
     )
-    no_accounts = run_cli("users", "list", env=env)
+    no_accounts = invoke_cli("users", "list", env=env)
     assert (
         no_accounts.returncode == 0 and "0 accounts" in no_accounts.stdout
     )  # only `demo` makes demo accounts
-    weak = run_cli("users", "create-admin", "--password-stdin", env=env, stdin="123456\n")
+    weak = invoke_cli("users", "create-admin", "--password-stdin", env=env, stdin="123456\n")
     assert weak.returncode == 2 and "password" in weak.stderr
-    ok = run_cli(
+    ok = invoke_cli(
         "users",
         "create-admin",
         "--username",
@@ -188,12 +188,12 @@ def test_cli_admin_has_no_default_password(tmp_db: str, tmp_path: Path) -> None:
         stdin="Correct-horse-battery-9\n",
     )
     assert ok.returncode == 0, ok.stderr
-    listed = run_cli("users", "list", env=env)
+    listed = invoke_cli("users", "list", env=env)
     assert "root-admin" in listed.stdout and "admin" in listed.stdout
-    reset = run_cli("users", "reset", "root-admin", env=env)
+    reset = invoke_cli("users", "reset", "root-admin", env=env)
     assert reset.returncode == 0 and "temporary password" in reset.stdout
-    assert run_cli("users", "disable", "nobody", env=env).returncode == 2
-    key = run_cli("keys", "create", "网关", "--scope", "telemetry:write", env=env)
+    assert invoke_cli("users", "disable", "nobody", env=env).returncode == 2
+    key = invoke_cli("keys", "create", "网关", "--scope", "telemetry:write", env=env)
     assert key.returncode == 0 and "cok_" in key.stdout
-    bad_key = run_cli("keys", "create", "网关", "--scope", "users:manage", env=env)
+    bad_key = invoke_cli("keys", "create", "网关", "--scope", "users:manage", env=env)
     assert bad_key.returncode == 2 and "scopes" in bad_key.stderr

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from cityops.geo import service
 from cityops.geo.importer import ImportRejected, import_geojson
 from cityops.geo.models import Region
-from tests.cliutil import run_cli
+from tests.cliutil import invoke_cli
 
 # A new town carved out of nothing would overlap the demo towns, so tests import into a second,
 # made-up district far from Kaizhou (code 500155) unless they mean to collide.
@@ -142,7 +142,7 @@ def test_cli_import_reports_problems_and_exits_2(tmp_path: Path, tmp_db: str) ->
     )
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return run_cli(*args, env={"CITYOPS_DATABASE_URL": tmp_db})
+        return invoke_cli(*args, env={"CITYOPS_DATABASE_URL": tmp_db})
 
     assert run("db", "upgrade").returncode == 0
     result = run("regions", "import", str(bad))

@@ -132,6 +132,16 @@ def leaf(session: Session, code: str, *, field: str = "category") -> Category:
     return category
 
 
+def leaves(session: Session) -> list[tuple[str, str]]:
+    """(code, name) of the categories a case may take (active leaves), in code order."""
+    rows = session.execute(
+        select(Category.code, Category.name)
+        .where(Category.parent_id.is_not(None), Category.active.is_(True))
+        .order_by(Category.code)
+    )
+    return [(code, name) for code, name in rows]
+
+
 def tree(session: Session) -> Sequence[Category]:
     return session.scalars(select(Category).order_by(Category.code)).all()
 

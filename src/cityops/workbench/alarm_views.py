@@ -60,11 +60,6 @@ FIELD_LABEL_KEYS = {
 }
 
 
-def field_labels(lang: str) -> dict[str, str]:
-    t = translator(lang)
-    return {field: t(key) for field, key in FIELD_LABEL_KEYS.items()}
-
-
 # --- the list ---------------------------------------------------------------------------------
 
 
@@ -315,10 +310,6 @@ def alarm_page(
     return _alarm_page(request, session, principal, alarm)
 
 
-def _text(form: FormData, key: str) -> str:
-    return str(form.get(key, "")).strip()
-
-
 def _act(
     session: Session,
     principal: Principal,
@@ -330,25 +321,26 @@ def _act(
     """One action, its form checked by the API's own schema."""
     match action:
         case AlarmAction.ack:
-            note = shell.validated(NoteIn, {"note": _text(form, "note")}).note
+            note = shell.validated(NoteIn, {"note": shell.text(form, "note")}).note
             service.acknowledge(session, alarm, principal, now, note)
         case AlarmAction.clear:
-            note = shell.validated(NoteIn, {"note": _text(form, "note")}).note
+            note = shell.validated(NoteIn, {"note": shell.text(form, "note")}).note
             service.clear(session, alarm, principal, now, note)
         case AlarmAction.comment:
-            note = shell.validated(NoteIn, {"note": _text(form, "note")}).note
+            note = shell.validated(NoteIn, {"note": shell.text(form, "note")}).note
             service.comment(session, alarm, principal, now, note)
         case AlarmAction.assign:
-            who = _text(form, "person_id")
+            who = shell.text(form, "person_id")
             body = shell.validated(AssignIn, {"person_id": who or None})
             service.assign(session, alarm, principal, now, body.person_id)
         case AlarmAction.shelve:
             shelving = shell.validated(
-                ShelveIn, {"minutes": _text(form, "minutes"), "reason": _text(form, "reason")}
+                ShelveIn,
+                {"minutes": shell.text(form, "minutes"), "reason": shell.text(form, "reason")},
             )
             service.shelve(session, alarm, principal, now, shelving.minutes, shelving.reason)
         case AlarmAction.unshelve:
-            note = shell.validated(NoteIn, {"note": _text(form, "note")}).note
+            note = shell.validated(NoteIn, {"note": shell.text(form, "note")}).note
             service.unshelve(session, alarm, service.Who.of(principal), now, note)
 
 
@@ -387,6 +379,6 @@ async def act(
         lambda form: _act(session, principal, alarm, action, form, utcnow()),
         action=action.value,
         done=f"/workbench/alarms/{alarm_id}?done={action.value}",
-        labels=field_labels(lang),
+        labels=shell.labels(FIELD_LABEL_KEYS, lang),
         refused=refused,
     )

@@ -16,6 +16,7 @@ from starlette.datastructures import FormData
 from cityops.auth import audit
 from cityops.auth.permissions import Permission as P
 from cityops.auth.principal import Principal
+from cityops.catalog import service as catalog
 from cityops.db import utcnow
 from cityops.deps import DbSession
 from cityops.errors import CityOpsError, Conflict
@@ -29,7 +30,6 @@ from cityops.privacy import mask_mobile, mask_name
 from cityops.web.i18n import pick_language, translator
 from cityops.web.views import MaybePrincipal
 from cityops.workbench import shell
-from cityops.workbench.views import _leaf_categories
 
 router = APIRouter(include_in_schema=False)
 CodePath = Annotated[str, Path(pattern=r"^\d{15}$")]
@@ -91,11 +91,6 @@ FIELD_LABEL_KEYS = {
 }
 
 
-def field_labels(lang: str) -> dict[str, str]:
-    t = translator(lang)
-    return {field: t(key) for field, key in FIELD_LABEL_KEYS.items()}
-
-
 def _region_path(session: Session, code: str) -> list[Region]:
     """The case's grid and the regions above it, district first."""
     prefixes = [code[:n] for n in (6, 9, 12, 15) if len(code) >= n]
@@ -130,11 +125,11 @@ def case_context(
         "reporter_name": _reporter(case, principal, unmask),
         "reporter_phone": case.reporter_phone if unmask else mask_mobile(case.reporter_phone),
         "may_unmask": principal.can(P.pii_unmask) and not unmask,
-        "labels": field_labels(lang),
+        "labels": shell.labels(FIELD_LABEL_KEYS, lang),
     }
     names = {a.value for a in allowed}
     if names & {"register", "dispatch"}:
-        context["categories"] = _leaf_categories(session)
+        context["categories"] = catalog.leaves(session)
     if names & {"dispatch", "assist"}:
         targets = lifecycle.dispatch_targets(session, case)
         suggestions = routing.suggest(session, case) if "dispatch" in names else []
@@ -290,7 +285,7 @@ async def act(
         run,
         action=action.value,
         done=f"/workbench/cases/{code}?done={action.value}",
-        labels=field_labels(lang),
+        labels=shell.labels(FIELD_LABEL_KEYS, lang),
         lists=LISTS,
     )
 
@@ -318,7 +313,7 @@ def _new_page(
         form=form or {"source": "hotline" if Source.hotline in sources else ""},
         error=error,
         sources=[s.value for s in sources],
-        categories=_leaf_categories(session),
+        categories=catalog.leaves(session),
         key=uuid.uuid4().hex,
     )
 
@@ -357,7 +352,7 @@ async def new_case_submit(
         with session.begin_nested():
             case, _created = intake.report(session, principal, report, utcnow())
     except CityOpsError as exc:
-        problem = shell.problem(exc, lang, field_labels(lang))
+        problem = shell.problem(exc, lang, shell.labels(FIELD_LABEL_KEYS, lang))
         return _new_page(
             request, session, principal, form=kept, error=problem, status_code=exc.status_code
         )

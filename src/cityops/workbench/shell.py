@@ -113,6 +113,16 @@ class Clock:
         return t("wb_left").format(t=self.span(delta)), tone
 
 
+def labels(keys: dict[str, str], lang: str) -> dict[str, str]:
+    """A form's field names as the reader calls them (``keys``: field → string key)."""
+    t = translator(lang)
+    return {field: t(key) for field, key in keys.items()}
+
+
+def text(form: FormData, key: str) -> str:
+    return str(form.get(key, "")).strip()
+
+
 def localized(message: str, lang: str) -> str:
     """Our errors read "中文 / English": show the reader's half."""
     if " / " not in message:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from cityops.auth.permissions import Permission as P
 from cityops.auth.principal import Principal
-from cityops.catalog.models import Category
+from cityops.catalog import service as catalog
 from cityops.db import utcnow
 from cityops.deps import DbSession
 from cityops.errors import CityOpsError
@@ -118,17 +118,6 @@ def dispatch_units(session: Session, principal: Principal) -> list[Any]:
     return lifecycle.targets_at(session, level, principal.region_code)
 
 
-def _leaf_categories(session: Session) -> list[tuple[str, str]]:
-    return [
-        (c.code, c.name)
-        for c in session.scalars(
-            select(Category)
-            .where(Category.parent_id.is_not(None), Category.active.is_(True))
-            .order_by(Category.code)
-        )
-    ]
-
-
 @router.get("/workbench")
 def workbench(
     request: Request,
@@ -183,7 +172,7 @@ def _queue_page(
         "units": dispatch_units(session, principal) if bulk else [],
         "states": [s.value for s in State],
         "sources": [s.value for s in Source],
-        "categories": _leaf_categories(session),
+        "categories": catalog.leaves(session),
         "outcome": outcome,
         "has_queues": bool(mine),
     }

@@ -77,11 +77,6 @@ FIELD_LABEL_KEYS = {
 }
 
 
-def field_labels(lang: str) -> dict[str, str]:
-    t = translator(lang)
-    return {field: t(key) for field, key in FIELD_LABEL_KEYS.items()}
-
-
 # --- the list ---------------------------------------------------------------------------------
 
 
@@ -359,10 +354,6 @@ def warning_page(
     return _warning_page(request, session, principal, warning, whole)
 
 
-def _text(form: FormData, key: str) -> str:
-    return str(form.get(key, "")).strip()
-
-
 def _step(
     request: Request,
     session: Session,
@@ -374,8 +365,8 @@ def _step(
     """One workflow step, its form checked by the API's own schema."""
     who = workflow.Who.of(principal)
     now = utcnow()
-    note = _text(form, "note")
-    level = _text(form, "level") or None
+    note = shell.text(form, "note")
+    level = shell.text(form, "level") or None
     match action:
         case WarningAction.confirm:
             body = shell.validated(ConfirmIn, {"level": level, "note": note})
@@ -460,7 +451,7 @@ async def act(
         lambda form: _step(request, session, principal, warning, action, form),
         action=action.value,
         done=f"/workbench/warnings/{code}?done={action.value}",
-        labels=field_labels(lang),
+        labels=shell.labels(FIELD_LABEL_KEYS, lang),
         refused=refused,
     )
 
@@ -584,8 +575,8 @@ async def propose(
             ProposeIn,
             {
                 "risk_point": point.code,
-                "level": _text(form, "level"),
-                "reason": _text(form, "reason"),
+                "level": shell.text(form, "level"),
+                "reason": shell.text(form, "reason"),
             },
         )
         warning = workflow.propose(
@@ -601,6 +592,6 @@ async def propose(
         run,
         action="propose",
         done=f"/workbench/risk-points/{code}",
-        labels=field_labels(lang),
+        labels=shell.labels(FIELD_LABEL_KEYS, lang),
         refused=refused,
     )

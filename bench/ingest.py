@@ -13,15 +13,21 @@ Measured, for --readings readings of about 200 bytes each (one device, one value
 
 * raw — the same rows into a table of the same shape: SQLite ``executemany`` in one
   transaction; PostgreSQL one ``COPY``. Readings/s.
-* HTTP — ``cityops serve`` in a second process; the bench posts batches of --batch readings
-  with an API key over one keep-alive connection. Sustained readings/s until all are stored.
+* HTTP — --servers ``cityops serve`` processes (default 1 on SQLite, whose single writer a
+  second only waits for; 2 on PostgreSQL, as production runs several behind a proxy); --clients
+  keep-alive connections post batches of --batch readings with an API key, bodies encoded
+  before the clock starts, after one warm-up batch per server. Sustained readings/s until all
+  are stored.
 * MQTT — a private Mosquitto (the Debian broker, started on --mqtt-port with no in-flight
   limit, so the numbers show CityOps and not the broker's default window of 20) and --workers
   ``cityops ingest`` processes sharing one subscription (on SQLite one: a second only waits
-  for the single writer, and its lock timeouts make both slower); the bench publishes one
-  message per reading at QoS 1. Sustained readings/s until all are stored. Then publish →
-  alarm latency: --trips devices publish a reading above the limit while --trip-rate
-  readings/s of background load flow; the alarm's ``first_seen`` minus the publish time, p50 / p99.
+  for the single writer, and its lock timeouts make both slower). The devices sit behind field
+  gateways of 100 (device groups ``GW-0000`` …); each message is a gateway's array of
+  --per-message readings on ``cityops/GW-…/telemetry`` at QoS 1 (--per-message 1: every
+  device publishes its own, and one Python publisher — some 10,000 messages/s — is then the
+  limit). Sustained readings/s until all are stored. Then publish → alarm latency: --trips
+  devices publish a reading above the limit on their own topic while --trip-rate readings/s
+  of background load flow; the alarm's ``first_seen`` minus the publish time, p50 / p99.
 * roll-ups: ingestion stores readings; the server's (or worker's) folder folds them into the
   1-minute and 1-hour roll-ups and the latest values in the background, every
   CITYOPS_TELEMETRY_FOLD_INTERVAL_S (telemetry/fold.py). The folding runs during the
@@ -49,6 +55,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -72,11 +79,12 @@ from cityops.demo import district
 from cityops.geo.models import Region
 from cityops.telemetry import fold
 from cityops.telemetry import service as devices
-from cityops.telemetry.models import Device, Reading
+from cityops.telemetry.models import Device, DeviceGroup, Reading
 from events import scratch_database
 
 BIN = Path(sys.executable).parent
 HIGH, LOW = 390.0, -19.0
+GATEWAY = 100  # devices behind one field gateway (DTU): SIM-000000…099 on GW-0000, and so on
 
 
 def free_port() -> int:
@@ -100,6 +108,18 @@ def prepare(url: str, n: int) -> tuple[str, dict[str, int]]:
     with transaction(session_factory(engine)) as session:
         district.load(session, district.generate(district.DemoConfig(3, 2)))
         devices.load_types(session, devices.default_types(), now)
+        session.execute(
+            insert(DeviceGroup),
+            [
+                {
+                    "id": g + 1,
+                    "code": gateway(g * GATEWAY),
+                    "name": f"模拟网关 {g}",
+                    "created_at": now,
+                }
+                for g in range((n + GATEWAY - 1) // GATEWAY)
+            ],
+        )
         grids = list(
             session.execute(
                 select(Region.code, Region.center_lat, Region.center_lon).where(
@@ -118,6 +138,7 @@ def prepare(url: str, n: int) -> tuple[str, dict[str, int]]:
                     "lat": grids[i % len(grids)][1],
                     "lon": grids[i % len(grids)][2],
                     "region_code": grids[i % len(grids)][0],
+                    "group_id": i // GATEWAY + 1,
                     "active": True,
                     "created_at": now,
                     "updated_at": now,
@@ -151,6 +172,10 @@ def prepare(url: str, n: int) -> tuple[str, dict[str, int]]:
         ids = {code: i for i, code in conn.execute(select(Device.id, Device.code))}
     engine.dispose()
     return key, ids
+
+
+def gateway(device_index: int) -> str:
+    return f"GW-{device_index // GATEWAY:04d}"
 
 
 def readings(n_devices: int, total: int, start_ms: int) -> list[dict[str, Any]]:
@@ -243,30 +268,61 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
 
 
 def http_run(
-    url: str, key: str, rows: list[dict[str, Any]], batch: int, tmp: Path, env: dict[str, str]
+    url: str,
+    key: str,
+    rows: list[dict[str, Any]],
+    args: argparse.Namespace,
+    tmp: Path,
+    env: dict[str, str],
 ) -> tuple[float, float]:
-    """Readings/s until the last batch is stored; then seconds until the server's folder has
-    folded them all into the roll-ups and latest values."""
-    port = free_port()
-    with process([str(BIN / "cityops"), "serve", "--port", str(port)], env, tmp / "serve.log"):
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                requests.get(f"{base}/healthz", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
+    """Readings/s until the last batch is stored; then seconds until the servers' folders have
+    folded them all into the roll-ups and latest values.
+
+    --servers ``cityops serve`` processes (production runs several behind a proxy) take
+    --clients keep-alive connections' batches, spread over them in turn. The request bodies are
+    encoded before the clock starts — the client's JSON encoding is not CityOps' work — and
+    each server answers one warm-up batch first (its device cache loaded, as in service)."""
+    bodies = [
+        json.dumps(rows[i : i + args.batch]).encode() for i in range(0, len(rows), args.batch)
+    ]
+    headers = {"X-API-Key": key, "Content-Type": "application/json"}
+    ports = [free_port() for _ in range(args.servers)]
+    with ExitStack() as stack:
+        for n, port in enumerate(ports):
+            stack.enter_context(
+                process(
+                    [str(BIN / "cityops"), "serve", "--port", str(port)],
+                    env,
+                    tmp / f"serve-{n}.log",
+                )
+            )
+        bases = [f"http://127.0.0.1:{port}" for port in ports]
+        for n, base in enumerate(bases):
+            for _ in range(200):
+                try:
+                    requests.get(f"{base}/healthz", timeout=1)
+                    break
+                except requests.ConnectionError:
+                    time.sleep(0.1)
+            warm = {"device": "SIM-000000", "metric": "level_m", "ts": rows[0]["ts"] - 1000 - n}
+            requests.post(
+                f"{base}/api/v1/telemetry", json={**warm, "value": 12.0}, headers=headers
+            ).raise_for_status()
         before = stored(url)
-        http = requests.Session()
-        t0 = time.perf_counter()
-        for i in range(0, len(rows), batch):
-            r = http.post(
-                f"{base}/api/v1/telemetry",
-                data=json.dumps(rows[i : i + batch]),
-                headers={"X-API-Key": key, "Content-Type": "application/json"},
+        sessions = [requests.Session() for _ in range(args.clients)]
+
+        def post(i: int) -> None:
+            r = sessions[i % args.clients].post(
+                f"{bases[i % len(bases)]}/api/v1/telemetry",
+                data=bodies[i],
+                headers=headers,
                 timeout=120,
             )
             r.raise_for_status()
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(args.clients) as pool:
+            list(pool.map(post, range(len(bodies))))
         elapsed = time.perf_counter() - t0
         assert stored(url) - before == len(rows), "HTTP: not every reading was stored"
         lag = wait_folded(url, timeout=120)
@@ -285,15 +341,52 @@ def publisher(port: int) -> mqtt.Client:
 OUTSTANDING: deque[mqtt.MQTTMessageInfo] = deque()
 
 
-def publish(client: mqtt.Client, r: dict[str, Any]) -> mqtt.MQTTMessageInfo:
+def send(client: mqtt.Client, topic: str, body: bytes) -> mqtt.MQTTMessageInfo:
     # MQTT packet ids are 16-bit: a client with more than 65,535 messages queued at once
     # reuses ids still in flight and loses messages, so the publisher keeps 20,000 at most.
     while len(OUTSTANDING) >= 20_000:
         OUTSTANDING.popleft().wait_for_publish(timeout=60)
-    body = json.dumps({"ts": r["ts"], "values": {r["metric"]: r["value"]}, "seq": r["ts"] % 10})
-    info = client.publish(f"cityops/{r['device']}/telemetry", body, qos=1)
+    info = client.publish(topic, body, qos=1)
     OUTSTANDING.append(info)
     return info
+
+
+def message(r: dict[str, Any]) -> tuple[str, bytes]:
+    """A device's own message: its topic names it."""
+    body = {"ts": r["ts"], "values": {r["metric"]: r["value"]}, "seq": r["ts"] % 10}
+    return f"cityops/{r['device']}/telemetry", json.dumps(body).encode()
+
+
+def encode(rows: list[dict[str, Any]], per_message: int) -> list[tuple[str, bytes]]:
+    """The messages carrying these readings, encoded before the clock starts: one per reading
+    (``per_message`` 1), or a gateway's array of up to ``per_message`` of its devices'
+    readings on ``cityops/GW-…/telemetry`` (consecutive readings of one gateway)."""
+    if per_message <= 1:
+        return [message(r) for r in rows]
+    out: list[tuple[str, bytes]] = []
+    chunk: list[dict[str, Any]] = []
+    for r in rows:
+        if chunk and (
+            len(chunk) >= per_message or gateway_of(chunk[0]["device"]) != gateway_of(r["device"])
+        ):
+            out.append(
+                (f"cityops/{gateway_of(chunk[0]['device'])}/telemetry", json.dumps(chunk).encode())
+            )
+            chunk = []
+        chunk.append(r)
+    if chunk:
+        out.append(
+            (f"cityops/{gateway_of(chunk[0]['device'])}/telemetry", json.dumps(chunk).encode())
+        )
+    return out
+
+
+def gateway_of(device: str) -> str:
+    return gateway(int(device.removeprefix("SIM-")))
+
+
+def publish(client: mqtt.Client, r: dict[str, Any]) -> mqtt.MQTTMessageInfo:
+    return send(client, *message(r))
 
 
 def mqtt_run(
@@ -329,7 +422,7 @@ def mqtt_run(
                         "--group",
                         "bench",
                         "--batch",
-                        str(args.mqtt_batch),
+                        str(args.mqtt_batch or min(1000, max(1, 10_000 // args.per_message))),
                         "--stats-every",
                         "10",
                     ],
@@ -341,15 +434,16 @@ def mqtt_run(
         ]
         time.sleep(2.0)  # subscribed
         client = publisher(port)
+        messages = encode(rows, args.per_message)
         before = stored(url)
         t0 = time.perf_counter()
-        for r in rows:
-            publish(client, r)
+        for topic, body in messages:
+            send(client, topic, body)
         published = time.perf_counter() - t0
         took = wait_stored(url, before + len(rows), timeout=args.timeout)
         console.print(
-            f"  MQTT: {len(rows):,} published in {published:.2f} s "
-            f"({len(rows) / published:,.0f}/s), all stored {took:.2f} s later"
+            f"  MQTT: {len(rows):,} readings in {len(messages):,} messages published in "
+            f"{published:.2f} s ({len(rows) / published:,.0f}/s), all stored {took:.2f} s later"
         )
         out["rate"] = len(rows) / (time.perf_counter() - t0)
         out["drain_s"] = took
@@ -451,7 +545,7 @@ def run_engine(kind: str, args: argparse.Namespace, console: Console) -> dict[st
             result["http"], result["http_fold_lag"] = (
                 (float("nan"), float("nan"))
                 if args.skip_http
-                else http_run(url, key, rows, args.batch, tmp, env)
+                else http_run(url, key, rows, args, tmp, env)
             )
         console.print(
             f"{kind}: HTTP {result['http']:,.0f} readings/s; roll-ups caught up "
@@ -475,13 +569,33 @@ def main() -> None:
     parser.add_argument("--readings", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=5_000, help="HTTP readings per request")
     parser.add_argument(
+        "--servers",
+        type=int,
+        default=0,
+        help="cityops serve processes (default: 1 on SQLite, whose single writer a second "
+        "only waits for; 2 on PostgreSQL)",
+    )
+    parser.add_argument("--clients", type=int, default=2, help="HTTP connections posting at once")
+    parser.add_argument(
         "--workers",
         type=int,
         default=0,
         help="cityops ingest processes (default: 1 on SQLite, whose single writer a second "
         "worker only waits for; 2 on PostgreSQL)",
     )
-    parser.add_argument("--mqtt-batch", type=int, default=1000, help="messages per commit")
+    parser.add_argument(
+        "--mqtt-batch",
+        type=int,
+        default=0,
+        help="messages per commit (default: about 10,000 readings, at most 1,000 messages)",
+    )
+    parser.add_argument(
+        "--per-message",
+        type=int,
+        default=GATEWAY,
+        help=f"readings per MQTT message: a gateway's devices at one moment (≤ {GATEWAY}); "
+        "1 = each device publishing its own",
+    )
     parser.add_argument("--mqtt-port", type=int, default=18830)
     parser.add_argument("--trips", type=int, default=100)
     parser.add_argument("--trip-rate", type=int, default=500, help="background readings/s")
@@ -498,21 +612,27 @@ def main() -> None:
         table.add_column(col)
     for kind in args.db.split(","):
         workers = args.workers or (1 if kind == "sqlite" else 2)
-        res = run_engine(kind, argparse.Namespace(**{**vars(args), "workers": workers}), console)
+        servers = args.servers or (1 if kind == "sqlite" else 2)
+        res = run_engine(
+            kind,
+            argparse.Namespace(**{**vars(args), "workers": workers, "servers": servers}),
+            console,
+        )
         target = 0.4 if kind == "sqlite" else 0.6
         raw = res["raw"]
         raw_name = "executemany" if kind == "sqlite" else "COPY"
         m = res["mqtt"]
         for path, rate, notes in (
             (
-                "HTTP batch",
+                f"HTTP ×{servers}",
                 res["http"],
-                f"{args.batch:,}/request, ~{res['bytes']:.0f} B/reading; "
+                f"{args.batch:,}/request, {args.clients} clients, ~{res['bytes']:.0f} B/reading; "
                 f"roll-ups +{res['http_fold_lag']:.2f} s",
             ),
             (
                 f"MQTT ×{workers}",
                 m["rate"],
+                f"{args.per_message}/message; "
                 f"publish→alarm p50 {m['p50']:.2f} s p99 {m['p99']:.2f} s ({m['alarms']}); "
                 f"roll-ups +{m['fold_lag']:.2f} s",
             ),

@@ -32,7 +32,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -43,6 +43,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from pydantic_core import from_json
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -51,6 +52,7 @@ from cityops.db import transaction, utcnow
 from cityops.telemetry.directory import DIRECTORY, DeviceInfo
 from cityops.telemetry.ingest import Policy, Result, ingest
 from cityops.telemetry.ingest import lock_devices as ingest_locks
+from cityops.telemetry.validate import Rejection, rejection
 
 log = logging.getLogger("cityops.ingest")
 
@@ -222,15 +224,18 @@ def parse(message: Inbound, topic: str, max_payload: int, max_items: int) -> Par
         out.problem = "too_large"
         return out
     try:
-        text = message.payload.decode("utf-8")
-    except UnicodeDecodeError:
-        out.problem = "not_utf8"
-        return out
-    try:
-        data = json.loads(text, parse_int=_number)
-    except (ValueError, RecursionError):
-        out.problem = "not_json"
-        return out
+        data = from_json(message.payload)
+    except ValueError:  # the standard library decides what pydantic-core's parser refuses
+        try:
+            text = message.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            out.problem = "not_utf8"
+            return out
+        try:
+            data = json.loads(text, parse_int=_number)
+        except (ValueError, RecursionError):
+            out.problem = "not_json"
+            return out
     if isinstance(data, dict):
         items: list[Any] = [data]
     elif isinstance(data, list):
@@ -265,11 +270,12 @@ def rejected_topic(topic: str) -> str:
 
 @dataclass
 class Call:
-    """One ``ingest()`` of a batch: its readings and where each came from."""
+    """The one ``ingest()`` of a batch: its readings, where each came from, and the gateway
+    topic each came on (None: its own device's topic)."""
 
-    gateway: str | None  # None: readings of the topics' own devices
     items: list[Any] = field(default_factory=list)
     where: list[tuple[Parsed, int]] = field(default_factory=list)  # message, index in it
+    gateways: list[str | None] = field(default_factory=list)
     result: Result | None = None
 
     def codes(self) -> set[str]:
@@ -280,30 +286,41 @@ class Call:
         }
 
 
-def plan(parsed: list[Parsed]) -> list[Call]:
-    """A reading for the topic's own device may go with any other such reading (the
-    permission holds by construction); a reading naming another device goes with the rest
-    of its gateway topic. Gateways in one order, so every worker locks rows in one order."""
-    own = Call(None)
-    gateways: dict[str, Call] = {}
+def plan(parsed: list[Parsed]) -> Call | None:
+    """Every well-formed message's readings, in one call; a reading naming a device other
+    than its topic's keeps the topic as its gateway (whose group decides whether it may)."""
+    call = Call()
     for p in parsed:
         if p.problem is not None:
             continue
         for index, item in enumerate(p.items):
             mine = not isinstance(item, dict) or item.get("device") == p.segment
-            call = own if mine else gateways.setdefault(p.segment, Call(p.segment))
             call.items.append(item)
             call.where.append((p, index))
-    calls = [own] + [gateways[g] for g in sorted(gateways)]
-    return [c for c in calls if c.items]
+            call.gateways.append(None if mine else p.segment)
+    return call if call.items else None
 
 
-def lock_devices(session: Session, codes: set[str]) -> set[int]:
+def screen(call: Call, devices: Mapping[str, DeviceInfo]) -> tuple[list[int], list[Rejection]]:
+    """Which readings go on to ``ingest()`` (their positions in the call), and the rejections
+    of the others: a reading a gateway topic carries for an active device outside its group
+    (``allowed_for``). ``ingest()`` itself rejects unknown and deactivated devices, before
+    asking whether a topic may speak for them — as it does here."""
+    keep: list[int] = []
+    refused: list[Rejection] = []
+    for position, (item, gateway) in enumerate(zip(call.items, call.gateways, strict=True)):
+        if gateway is not None:
+            device = devices.get(item["device"]) if isinstance(item.get("device"), str) else None
+            if device is not None and device.active and not allowed_for(gateway)(device):
+                refused.append(rejection(position, "device", "forbidden_device", device.code))
+                continue
+        keep.append(position)
+    return keep, refused
+
+
+def lock_devices(session: Session, devices: Mapping[str, DeviceInfo]) -> set[int]:
     """PostgreSQL: lock every device this transaction's readings name, up front and in one
-    go (``ingest.lock_devices``: the same locks as an HTTP batch takes), so that the several
-    ``ingest()`` calls of one batch never wait for each other's devices in a cycle with
-    another worker. The ids held."""
-    devices = DIRECTORY.lookup(session, codes)
+    go (``ingest.lock_devices``: the same locks as an HTTP batch takes). The ids held."""
     return ingest_locks(session, {d.id for d in devices.values()})
 
 
@@ -594,11 +611,10 @@ class IngestWorker:
         return len(batch)
 
     def _commit(self, parsed: list[Parsed]) -> list[Call]:
-        """Everything well-formed in one transaction: one ``ingest()`` for the readings of
-        the topics' own devices, and one per gateway topic (it decides which devices its
-        readings may name)."""
-        calls = plan(parsed)
-        if not calls:
+        """Everything well-formed in one transaction and one ``ingest()``; a gateway's reading
+        for a device outside its group is rejected first (``screen``)."""
+        call = plan(parsed)
+        if call is None:
             return []
         attempt = 0
         while True:
@@ -608,21 +624,26 @@ class IngestWorker:
                     # Take the database (on SQLite: its write lock) before the device cache's
                     # lock, in that order in every thread.
                     conn = session.connection()
+                    devices = DIRECTORY.lookup(session, call.codes())
                     held: set[int] = set()
                     if conn.dialect.name == "postgresql":
-                        held = lock_devices(session, {c for call in calls for c in call.codes()})
-                    now = self.clock()
-                    for call in calls:
-                        call.result = ingest(
-                            session,
-                            call.items,
-                            now,
-                            policy=self.policy,
-                            allowed=allowed_for(call.gateway) if call.gateway else None,
-                            fold=self.fold,
-                            locked=held,
-                        )
-                return calls
+                        held = lock_devices(session, devices)
+                    keep, refused = screen(call, devices)
+                    result = ingest(
+                        session,
+                        [call.items[i] for i in keep],
+                        self.clock(),
+                        policy=self.policy,
+                        fold=self.fold,
+                        locked=held,
+                    )
+                result.received = len(call.items)
+                result.rejected = sorted(
+                    refused + [replace(r, index=keep[r.index]) for r in result.rejected],
+                    key=lambda r: r.index,
+                )
+                call.result = result
+                return [call]
             except Exception as exc:
                 if not is_transient(exc):
                     raise

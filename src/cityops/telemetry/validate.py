@@ -63,6 +63,10 @@ _MESSAGES = {
 }
 
 
+def rejection(index: int, field: str, reason: str, device: str | None = None) -> Rejection:
+    return Rejection(index, field, reason, _MESSAGES[reason], device)
+
+
 def _finite(number: float) -> bool:
     try:
         return math.isfinite(number)

@@ -179,15 +179,26 @@ def gateway(device_index: int) -> str:
 
 
 def readings(n_devices: int, total: int, start_ms: int) -> list[dict[str, Any]]:
-    """Round-robin over the devices, one value a second each: a realistic level with noise."""
+    """Round-robin over the devices, one value a second each: a realistic level with noise,
+    with what a field logger sends beside it (unit, quality, sequence number, battery, signal,
+    firmware) — about 200 bytes of JSON a reading, as the issue sets; CityOps reads the four
+    fields it needs and ignores the rest."""
     rng = np.random.default_rng(20240712)
     values = np.round(12.0 + rng.normal(0, 0.3, total), 3)
+    battery = np.round(3.3 + rng.random(total) * 0.9, 2)
     return [
         {
             "device": f"SIM-{i % n_devices:06d}",
             "metric": "level_m",
             "ts": start_ms + (i // n_devices) * 1000 + i % 997,
             "value": float(values[i]),
+            "unit": "m",
+            "quality": "good",
+            "seq": i // n_devices,
+            "battery_v": float(battery[i]),
+            "rssi_dbm": -60 - i % 37,
+            "firmware": "RTU-3.2.7",
+            "sampled_by": "radar-level-gauge",
         }
         for i in range(total)
     ]

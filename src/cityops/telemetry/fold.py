@@ -8,10 +8,16 @@ up to date, incrementally and exactly once:
   database's write lock, folds the rowids above it and moves it, in one transaction.
   ``reading_batches`` says when each batch was received (for ``received_at``). Retention never
   deletes the newest row (so a rowid is never handed out twice) and VACUUM keeps rowids.
-* PostgreSQL: the storing transaction also appended each new reading to ``reading_pending``;
-  a fold deletes the rows it folds (``DELETE … RETURNING``), so a reading is folded by exactly
-  one committed fold. Folders first lock the ``telemetry_fold`` row — ``FOR UPDATE SKIP
-  LOCKED``: a second folder finds it taken and leaves the work to the first.
+* PostgreSQL: writers commit in any order, so no counter splits folded from new; each reading
+  carries instead the id of the transaction that stored it (``readings.tx``). Every
+  transaction below the oldest one still running (the fold's snapshot ``xmin``) has finished,
+  so a fold takes the readings of the transactions from ``telemetry_fold.position`` up to that
+  horizon (a BRIN index finds them in the few newest pages) and moves the position there:
+  each reading is folded once. Readings this very transaction stored are folded by clearing
+  their ``tx`` (``UPDATE … RETURNING``), so no later fold takes them again. Folders first lock
+  the ``telemetry_fold`` row — ``FOR UPDATE SKIP LOCKED``: a second folder finds it taken and
+  leaves the work to the first. A long-running writing transaction holds the horizon back
+  (the roll-ups wait for it), never the readings of others.
 
 A fold aggregates its readings per (device, metric, minute) in a temporary table and upserts
 minutes, hours and latest values from that: a device reporting every second costs one
@@ -69,10 +75,18 @@ def catch_up(
 
 
 def pending(session: Session) -> int:
-    """Readings stored and not folded yet."""
+    """Readings stored and not folded yet (that this transaction sees)."""
     conn = session.connection()
     if conn.dialect.name == "postgresql":
-        return int(conn.execute(text("SELECT count(*) FROM reading_pending")).scalar_one())
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM readings WHERE tx >= "
+                    "(SELECT coalesce(max(position), 0) FROM telemetry_fold WHERE stream = :s)"
+                ),
+                {"s": STREAM},
+            ).scalar_one()
+        )
     return int(
         conn.execute(
             text(
@@ -249,23 +263,35 @@ _PG_TEMP = (
 )
 
 
-def _pg_claim(limit: int | None) -> str:
-    # One folder at a time holds the telemetry_fold row, so no two delete the same rows.
-    where = (
-        ""
-        if limit is None
-        else f" WHERE ctid = ANY(ARRAY(SELECT ctid FROM reading_pending LIMIT {int(limit)}))"
-    )
+def _pg_fold(source: str, received: str) -> str:
+    """Aggregate readings per (device, metric, minute) into ``fold_1m``."""
     return f"""
-        WITH claimed AS (
-            DELETE FROM reading_pending{where}
-            RETURNING device_id, metric, ts, value, received_at
-        )
         INSERT INTO fold_1m
-        SELECT device_id, metric, ts - ts % {MINUTE_MS}, count(*), min(value), max(value),
-               sum(value), max(ts), (array_agg(value ORDER BY ts DESC))[1], max(received_at)
-        FROM claimed GROUP BY device_id, metric, ts - ts % {MINUTE_MS}
+        SELECT r.device_id, r.metric, r.ts - r.ts % {MINUTE_MS}, count(*), min(r.value),
+               max(r.value), sum(r.value), max(r.ts), (array_agg(r.value ORDER BY r.ts DESC))[1],
+               {received}
+        FROM {source}
+        GROUP BY r.device_id, r.metric, r.ts - r.ts % {MINUTE_MS}
     """
+
+
+# The BRIN index on readings.tx summarised up to the partitions' ends, so that a fold's look
+# for new readings reads the pages written since the last fold and no more (summarising reads
+# each of them once; autovacuum would leave a minute's worth unsummarised, read at every fold).
+_PG_SUMMARIZE = (
+    "SELECT coalesce(sum(brin_summarize_new_values(inhrelid)), 0) FROM pg_inherits"
+    " WHERE inhparent = 'ix_readings_tx'::regclass"
+)
+# Those of the transactions finished since the last fold; received when their batch was.
+_PG_FINISHED = _pg_fold(
+    "readings AS r LEFT JOIN reading_batches AS b ON b.upto = r.tx"
+    " WHERE r.tx >= :lo AND r.tx < :hi",
+    "coalesce(max(b.received_at), :now)",
+)
+# This transaction's own, taken out of every later fold's reach.
+_PG_OWN = "WITH mine AS (UPDATE readings SET tx = NULL WHERE tx = :tx RETURNING *) " + _pg_fold(
+    "mine AS r", "coalesce((SELECT received_at FROM reading_batches WHERE upto = :tx), :now)"
+)
 
 
 def _pg_upsert(table: str, select: str) -> str:
@@ -311,10 +337,14 @@ _PG_LATEST = """
 
 
 def _run_pg(session: Session, now: datetime, wait: bool, limit: int | None) -> int:
+    """``limit`` does not apply: a fold takes every finished transaction's readings."""
+    from cityops.telemetry.store import PENDING
+
     conn = session.connection()
     lock = "FOR UPDATE" if wait else "FOR UPDATE SKIP LOCKED"
     claim = text(f"SELECT position FROM telemetry_fold WHERE stream = :s {lock}")
-    if conn.execute(claim, {"s": STREAM}).first() is None:
+    found = conn.execute(claim, {"s": STREAM}).scalar()
+    if found is None:
         made = conn.execute(
             text(
                 "INSERT INTO telemetry_fold (stream, position) VALUES (:s, 0) "
@@ -324,21 +354,32 @@ def _run_pg(session: Session, now: datetime, wait: bool, limit: int | None) -> i
         )
         if not getattr(made, "rowcount", 0):
             return 0  # another folder holds it
-        conn.execute(claim, {"s": STREAM})
+        found = conn.execute(claim, {"s": STREAM}).scalar()
+    lo = int(found or 0)
+    hi = int(
+        conn.exec_driver_sql("SELECT txid_snapshot_xmin(txid_current_snapshot())").scalar_one()
+    )
     conn.execute(text(_PG_TEMP))
     conn.execute(text("DELETE FROM fold_1m"))
-    conn.execute(text(_pg_claim(limit)))
+    params = {"lo": lo, "hi": hi, "now": now}
+    if hi > lo:
+        conn.exec_driver_sql(_PG_SUMMARIZE)
+        conn.execute(text(_PG_FINISHED), params)
+    if session.info.pop(PENDING, False):
+        tx = int(conn.exec_driver_sql("SELECT txid_current()").scalar_one())
+        conn.execute(text(_PG_OWN), {**params, "tx": tx})
     count = int(conn.execute(text("SELECT coalesce(sum(n), 0) FROM fold_1m")).scalar_one())
     if count:
         conn.execute(text(_PG_1M))
         conn.execute(text(_PG_1H))
         conn.execute(text(_PG_LATEST))
+    if hi > lo:
         conn.execute(
             text(
-                "UPDATE telemetry_fold SET position = position + :n, folded_at = :now "
-                "WHERE stream = :s"
+                "UPDATE telemetry_fold SET position = :hi, folded_at = :now WHERE stream = :s"
             ).bindparams(bindparam("now", type_=UTCDateTime())),
-            {"n": count, "now": now, "s": STREAM},
+            {"hi": hi, "now": now, "s": STREAM},
         )
+        conn.execute(text("DELETE FROM reading_batches WHERE upto < :hi"), {"hi": hi})
     conn.execute(text("DELETE FROM fold_1m"))
     return count

@@ -7,14 +7,13 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    Column,
     Float,
     ForeignKey,
     Index,
     Integer,
     PrimaryKeyConstraint,
     String,
-    Table,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -79,11 +78,21 @@ class Device(Base):
 
 class Reading(Base):
     """One value of one metric at one instant. Times are epoch milliseconds (UTC): compact,
-    cheap to bucket on both engines. On PostgreSQL the table is partitioned by month."""
+    cheap to bucket on both engines. On PostgreSQL the table is partitioned by month, and
+    ``tx`` is the id of the transaction that stored the reading (the column's default there;
+    always empty on SQLite): what tells a fold which readings it has not seen yet, through a
+    BRIN index of a few pages that each fold brings up to date (telemetry/fold.py)."""
 
     __tablename__ = "readings"
     __table_args__ = (
         PrimaryKeyConstraint("device_id", "metric", "ts"),
+        Index(
+            "ix_readings_tx",
+            "tx",
+            postgresql_using="brin",
+            postgresql_with={"pages_per_range": "32"},
+            sqlite_where=text("tx IS NOT NULL"),  # empty there
+        ),
         {"postgresql_partition_by": "RANGE (ts)"},
     )
 
@@ -91,6 +100,7 @@ class Reading(Base):
     metric: Mapped[str] = mapped_column(String(32))
     ts: Mapped[int] = mapped_column(BigInteger)
     value: Mapped[float] = mapped_column(Float)
+    tx: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class _Rollup:
@@ -130,7 +140,8 @@ class Latest(Base):
     metric: Mapped[str] = mapped_column(String(32))
     ts: Mapped[int] = mapped_column(BigInteger)
     value: Mapped[float] = mapped_column(Float)
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # Not indexed: every fold rewrites it, and nothing looks devices up by it.
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 # --- folding new readings into the roll-ups and latest values (telemetry/fold.py) ----------
@@ -138,9 +149,9 @@ class Latest(Base):
 
 class FoldState(Base):
     """How far folding new readings into the roll-ups and latest values has got, one row per
-    stream (``readings``). SQLite: ``position`` is the highest ``readings`` rowid folded.
-    PostgreSQL: the row is the folders' claim (locked ``FOR UPDATE SKIP LOCKED``: one folder at
-    a time) and ``position`` counts the readings folded."""
+    stream (``readings``), locked by the folder at work. ``position``: SQLite, the highest
+    ``readings`` rowid folded; PostgreSQL, the transaction id below which every reading is
+    folded."""
 
     __tablename__ = "telemetry_fold"
 
@@ -150,23 +161,11 @@ class FoldState(Base):
 
 
 class ReadingBatch(Base):
-    """SQLite: each ingest that stored readings, by the highest rowid it wrote and when it was
-    received — so a fold knows each device's ``received_at``. Removed once folded."""
+    """When readings not folded yet were received, so that a fold knows each device's
+    ``received_at``: SQLite, one row per batch by the highest rowid it wrote; PostgreSQL, one
+    per storing transaction by its id (``readings.tx``). Removed once folded."""
 
     __tablename__ = "reading_batches"
 
     upto: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-# PostgreSQL: every reading stored and not yet folded, with when it was received. No index (it
-# is appended to with every batch and emptied by the fold); a fold deletes what it folds.
-reading_pending = Table(
-    "reading_pending",
-    Base.metadata,
-    Column("device_id", Integer, nullable=False),
-    Column("metric", String(32), nullable=False),
-    Column("ts", BigInteger, nullable=False),
-    Column("value", Float, nullable=False),
-    Column("received_at", UTCDateTime, nullable=False),
-)

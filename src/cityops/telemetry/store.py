@@ -7,12 +7,15 @@ little more than the raw write:
   reading is ignored by its key; the rows this call added are the ones with a rowid above the
   highest before it (one writer at a time), and ``reading_batches`` gets one row saying when
   they were received. The fold finds them by rowid.
-* PostgreSQL: one ``COPY`` into a temporary staging table, then ``INSERT … SELECT`` into
-  ``readings`` and ``reading_pending`` inside a savepoint — the common case, where every
-  reading is new. If one was stored before (a retry, a replay, a duplicate in the batch) the
-  savepoint is rolled back and the batch moves with ``ON CONFLICT DO NOTHING RETURNING``
-  instead, so only the new readings reach ``reading_pending``; that stays exact when two
-  workers store the same reading at the same moment.
+* PostgreSQL: one ``COPY`` straight into the month's partition (or the partitioned table when
+  the batch spans months) inside a savepoint — the common case, where every reading is new.
+  Each row takes the storing transaction's id (``readings.tx``); ``reading_batches`` gets one
+  row per transaction saying when. If one reading was stored before (a retry, a replay, a
+  duplicate in the batch) the savepoint is rolled back and the batch goes through a temporary
+  staging table with ``ON CONFLICT DO NOTHING RETURNING`` instead, so the rules see only the
+  new readings; that stays exact when two workers store the same reading at the same moment.
+  A rate-of-change rule looks back from each new reading in SQL: for it the new readings are
+  copied to the staging table (only then).
 
 Nothing here touches the roll-ups or the latest values: ``cityops.telemetry.fold`` folds the
 new readings in (in the same transaction when ``ingest(fold=True)``, else in the background).
@@ -51,7 +54,9 @@ class Batch:
     a series' new readings newer than anything it had before, oldest first.
 
     ``source`` is SQL naming a relation ``s`` that holds (at least) the new readings, for the
-    rule queries that look back from each one (rate of change)."""
+    rule queries that look back from each one (rate of change): more readings than the new ones
+    only cost time. ``stage``, if given, makes that relation the first time it is asked for
+    and returns its SQL."""
 
     def __init__(
         self,
@@ -60,17 +65,25 @@ class Batch:
         new: list[Row],
         source: str = "",
         params: dict[str, Any] | None = None,
+        stage: Callable[[], str] | None = None,
     ) -> None:
         self.session = session
         self.rows = rows
         self.new = new
         self.count = len(new)
-        self.source = source
+        self._source = source
+        self._stage = stage
         self.params = params or {}
         self.month_table: Callable[[int, int], str] | None = None
         self._metrics: dict[str, list[Row]] | None = None
         self._by_series: dict[tuple[int, str], list[Row]] | None = None
         self._series: dict[tuple[int, str], list[Stored]] = {}
+
+    @property
+    def source(self) -> str:
+        if not self._source and self._stage is not None:
+            self._source = self._stage()
+        return self._source
 
     def table_for(self, window_ms: int) -> str:
         """Where to look back ``window_ms`` from the new readings: ``readings``, or on
@@ -220,29 +233,20 @@ _PG_STAGE = (
     "device_id integer NOT NULL, metric varchar(32) NOT NULL, ts bigint NOT NULL, "
     "value double precision NOT NULL) ON COMMIT DELETE ROWS"
 )
-
-_PG_INSERT = (
-    "INSERT INTO {table} (device_id, metric, ts, value) "
-    "SELECT device_id, metric, ts, value FROM reading_stage"
-)
-_PG_PENDING = (
-    "INSERT INTO reading_pending (device_id, metric, ts, value, received_at) "
-    "SELECT device_id, metric, ts, value, %(now)s FROM reading_stage"
-)
 _PG_MOVE = """
-    WITH ins AS (
-        INSERT INTO readings (device_id, metric, ts, value)
-        SELECT DISTINCT ON (device_id, metric, ts) device_id, metric, ts, value
-        FROM reading_stage ORDER BY device_id, metric, ts
-        ON CONFLICT DO NOTHING
-        RETURNING device_id, metric, ts, value
-    ),
-    pending AS (
-        INSERT INTO reading_pending (device_id, metric, ts, value, received_at)
-        SELECT device_id, metric, ts, value, %(now)s FROM ins
-    )
-    SELECT device_id, metric, ts, value FROM ins
+    INSERT INTO readings (device_id, metric, ts, value)
+    SELECT DISTINCT ON (device_id, metric, ts) device_id, metric, ts, value
+    FROM reading_stage ORDER BY device_id, metric, ts
+    ON CONFLICT DO NOTHING
+    RETURNING device_id, metric, ts, value
 """
+# One row per storing transaction (several batches of one transaction share it).
+_PG_LOG = """
+    INSERT INTO reading_batches (upto, received_at) VALUES (txid_current(), %(now)s)
+    ON CONFLICT (upto) DO UPDATE SET received_at = greatest(
+        reading_batches.received_at, excluded.received_at)
+"""
+PENDING = "cityops_readings_unfolded"  # session.info: this transaction stored readings
 
 
 def _store_pg(session: Session, rows: list[Row], now: datetime) -> Batch:
@@ -255,26 +259,45 @@ def _store_pg(session: Session, rows: list[Row], now: datetime) -> Batch:
     partitions.ensure_for(session, (low, high))
     conn = session.connection()
     raw: Any = conn.connection.dbapi_connection  # psycopg's connection: COPY is not DB-API
+    staged = False
     with raw.cursor() as cur:
-        cur.execute(_PG_STAGE)
-        cur.execute("DELETE FROM reading_stage")  # a second batch in this transaction
-        with cur.copy("COPY reading_stage (device_id, metric, ts, value) FROM STDIN") as copy:
-            _write(copy, rows)
         cur.execute("SAVEPOINT cityops_store")
         try:
-            cur.execute(_PG_INSERT.format(table=_month_table(low, high)))
-            cur.execute(_PG_PENDING, {"now": now})
+            table = _month_table(low, high)
+            with cur.copy(f"COPY {table} (device_id, metric, ts, value) FROM STDIN") as copy:
+                _write(copy, rows)
         except psycopg.errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT cityops_store")
             cur.execute("RELEASE SAVEPOINT cityops_store")
-            cur.execute(_PG_MOVE, {"now": now})
+            _stage(cur, rows)
+            staged = True
+            cur.execute(_PG_MOVE)
             new: list[Row] = [tuple(r) for r in cur.fetchall()]
         else:
             cur.execute("RELEASE SAVEPOINT cityops_store")
             new = rows
-    batch = Batch(session, rows, new, "reading_stage AS s WHERE true")
+        if new:
+            cur.execute(_PG_LOG, {"now": now})
+            session.info[PENDING] = True
+
+    def stage() -> str:
+        """The new readings for the rule queries that look back from each, copied to the
+        staging table only when a rule asks (a rate of change)."""
+        if not staged:
+            with raw.cursor() as cur:
+                _stage(cur, new)
+        return "reading_stage AS s WHERE true"
+
+    batch = Batch(session, rows, new, stage=stage)
     batch.month_table = _month_table
     return batch
+
+
+def _stage(cur: Any, rows: list[Row]) -> None:
+    cur.execute(_PG_STAGE)
+    cur.execute("DELETE FROM reading_stage")  # a second batch in this transaction
+    with cur.copy("COPY reading_stage (device_id, metric, ts, value) FROM STDIN") as copy:
+        _write(copy, rows)
 
 
 def _month_table(low: int, high: int) -> str:

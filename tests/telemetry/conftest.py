@@ -3,16 +3,21 @@ site, and a hydrant sensor, placed at grid centres of the small demo district.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from cityops import migrate
+from cityops.db import make_engine
 from cityops.geo.models import Region
 from cityops.telemetry import service as tsvc
 from cityops.telemetry.directory import DIRECTORY
+from tests.conftest import _skip_without_pg
+from tests.dbutil import BACKENDS, fresh_database
 
 NOW = datetime(2026, 7, 15, 8, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -54,3 +59,19 @@ def kit(session: Session) -> Kit:
         )
     DIRECTORY.invalidate()  # another test's rolled-back devices must not linger in the cache
     return Kit(grid, codes)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def own_db(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    """A migrated database of the module's own, for tests of committed data (several
+    transactions at once)."""
+    _skip_without_pg(str(request.param))
+    with fresh_database(str(request.param), tmp_path_factory.mktemp("own")) as url:
+        engine = make_engine(url)
+        try:
+            migrate.upgrade(engine)
+            yield engine
+        finally:
+            engine.dispose()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,15 +13,12 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from cityops import migrate
-from cityops.db import make_engine, session_factory, transaction
+from cityops.db import session_factory, transaction
 from cityops.telemetry import fold
 from cityops.telemetry import service as tsvc
 from cityops.telemetry.directory import Directory
 from cityops.telemetry.ingest import ingest
 from cityops.telemetry.models import Device, Latest, Rollup1h, Rollup1m
-from tests.conftest import _skip_without_pg
-from tests.dbutil import BACKENDS, fresh_database
 from tests.telemetry.conftest import NOW, NOW_MS, Kit
 
 MINUTE, HOUR = 60_000, 3_600_000
@@ -143,20 +139,6 @@ def test_latest_value_with_out_of_order_readings(session: Session, kit: Kit) -> 
 
 
 # --- two folders at the same moment (committed data: a database of its own) ---------------
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def own_db(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
-    _skip_without_pg(str(request.param))
-    with fresh_database(str(request.param), tmp_path_factory.mktemp("fold")) as url:
-        engine = make_engine(url)
-        try:
-            migrate.upgrade(engine)
-            yield engine
-        finally:
-            engine.dispose()
 
 
 def test_two_folders_at_once_never_double_count(

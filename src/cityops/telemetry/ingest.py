@@ -91,11 +91,15 @@ ONE_BY_ONE = 256  # a batch of up to this many devices locks them one by one
 
 
 def lock_devices(session: Session, device_ids: Collection[int]) -> set[int]:
-    """PostgreSQL: serialise writers per device, so two never store and evaluate readings of
-    the same device at the same moment. Without it, a series' previous timestamp and the rule
-    states could be read from different moments, and a late reading be evaluated as new
-    against a newer state (a late dry reading clearing the alarm another writer has just
-    raised). SQLite needs none: ingestion holds its single write lock from BEGIN.
+    """PostgreSQL: serialise writers per device from the moment they evaluate its new
+    readings to their commit, so two never evaluate readings of the same device at the same
+    moment. Without it, a series' previous timestamp and the rule states could be read from
+    different moments, and a late reading be evaluated as new against a newer state (a late
+    dry reading clearing the alarm another writer has just raised). The readings are stored
+    before: a writer holding the locks sees every earlier holder's readings committed, and
+    none of a later one's — which is the order they are evaluated in — and two batches of the
+    same devices copy their readings side by side. SQLite needs none: ingestion holds its
+    single write lock from BEGIN.
 
     The locks are bounded, whatever the batch: a batch of at most ``ONE_BY_ONE`` devices
     takes one exclusive lock per device under a shared lock on each device's bucket (device id
@@ -127,12 +131,9 @@ def ingest(
     allowed: Callable[[DeviceInfo], bool] | None = None,
     directory: Directory = DIRECTORY,
     fold: bool = True,
-    locked: Collection[int] = (),
 ) -> Result:
     """``fold``: bring the roll-ups and latest values up to date before returning (False:
-    leave that to a background folder — see ``cityops.telemetry.fold``). ``locked``: devices
-    the caller holds with ``lock_devices`` already (PostgreSQL), for several calls in one
-    transaction."""
+    leave that to a background folder — see ``cityops.telemetry.fold``)."""
     policy = policy or Policy()
     limits = policy.limits(now)
     by_code, by_id = directory.known(session)
@@ -148,11 +149,11 @@ def ingest(
         if found:  # now in the cache too
             by_code, by_id = directory.known(session)
     result = Result(received=len(items), rejected=rejected)
-    if rows and session.get_bind().dialect.name == "postgresql":
-        lock_devices(session, set(map(itemgetter(0), rows)).difference(locked))
     batch = store.store(session, rows, now)
     result.stored = batch.count
     result.duplicates = len(rows) - batch.count
+    if batch.count and session.get_bind().dialect.name == "postgresql":
+        lock_devices(session, set(map(itemgetter(0), batch.new)))
     if batch.count:
         from cityops.alarms import engine
 

@@ -51,7 +51,6 @@ from cityops.auth import audit
 from cityops.db import transaction, utcnow
 from cityops.telemetry.directory import DIRECTORY, DeviceInfo
 from cityops.telemetry.ingest import Policy, Result, ingest
-from cityops.telemetry.ingest import lock_devices as ingest_locks
 from cityops.telemetry.validate import Rejection, rejection
 
 log = logging.getLogger("cityops.ingest")
@@ -316,12 +315,6 @@ def screen(call: Call, devices: Mapping[str, DeviceInfo]) -> tuple[list[int], li
                 continue
         keep.append(position)
     return keep, refused
-
-
-def lock_devices(session: Session, devices: Mapping[str, DeviceInfo]) -> set[int]:
-    """PostgreSQL: lock every device this transaction's readings name, up front and in one
-    go (``ingest.lock_devices``: the same locks as an HTTP batch takes). The ids held."""
-    return ingest_locks(session, {d.id for d in devices.values()})
 
 
 TRANSIENT = (OperationalError, IntegrityError, InterfaceError)
@@ -623,19 +616,14 @@ class IngestWorker:
                     audit.set_actor(session, ACTOR)
                     # Take the database (on SQLite: its write lock) before the device cache's
                     # lock, in that order in every thread.
-                    conn = session.connection()
-                    devices = DIRECTORY.lookup(session, call.codes())
-                    held: set[int] = set()
-                    if conn.dialect.name == "postgresql":
-                        held = lock_devices(session, devices)
-                    keep, refused = screen(call, devices)
+                    session.connection()
+                    keep, refused = screen(call, DIRECTORY.lookup(session, call.codes()))
                     result = ingest(
                         session,
                         [call.items[i] for i in keep],
                         self.clock(),
                         policy=self.policy,
                         fold=self.fold,
-                        locked=held,
                     )
                 result.received = len(call.items)
                 result.rejected = sorted(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -7,7 +8,8 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
-from cityops.db import make_engine
+from cityops import db
+from cityops.db import make_engine, session_factory, transaction
 from cityops.geo.models import GeoState, Region
 from cityops.org.models import Unit
 
@@ -80,3 +82,49 @@ def test_postgresql_plans_each_execution_for_its_own_parameters(
         pytest.skip("a PostgreSQL planner setting")
     # A generic plan cannot tell a district-wide region prefix from one grid's.
     assert session.execute(text("SHOW plan_cache_mode")).scalar_one() == "force_custom_plan"
+
+
+def test_sqlite_writers_of_one_process_take_turns_and_always_hand_them_back(tmp_db: str) -> None:
+    """Writers of one process queue on a lock of its own before SQLite's (which would make a
+    waiting thread poll in growing sleeps); every way a transaction ends hands the turn on."""
+    engine = make_engine(tmp_db)
+    writer = session_factory(engine, writer=True)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+
+    def turn_free() -> bool:
+        lock = db._LOCKS.get(engine.pool)
+        return lock is None or not lock.locked()
+
+    with transaction(writer) as s:
+        s.execute(text("INSERT INTO t VALUES (1)"))
+        assert not turn_free()  # held from BEGIN IMMEDIATE …
+    assert turn_free()  # … to the commit
+    with pytest.raises(RuntimeError), transaction(writer) as s:
+        s.execute(text("INSERT INTO t VALUES (2)"))
+        raise RuntimeError("rolled back")
+    assert turn_free()
+    with Session(engine) as s:  # a request's session, made a writer on the spot
+        s.connection(execution_options={"sqlite_immediate": True})
+        assert not turn_free()
+    assert turn_free()
+
+    # A second writer waits for the first's commit, then sees what it wrote.
+    first_in, seen = threading.Event(), []
+
+    def second() -> None:
+        first_in.wait(5)
+        with transaction(writer) as s:
+            seen.append(s.execute(text("SELECT count(*) FROM t")).scalar())
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with transaction(writer) as s:
+        s.execute(text("INSERT INTO t VALUES (3)"))
+        first_in.set()
+        thread.join(0.3)
+        assert thread.is_alive() and not seen  # still waiting for its turn
+    thread.join(5)
+    assert seen == [2]
+    assert turn_free()
+    engine.dispose()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -8,7 +10,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
-from cityops import db
+from cityops import sqlite_turns
 from cityops.db import make_engine, session_factory, transaction
 from cityops.geo.models import GeoState, Region
 from cityops.org.models import Unit
@@ -93,8 +95,7 @@ def test_sqlite_writers_of_one_process_take_turns_and_always_hand_them_back(tmp_
         conn.execute(text("CREATE TABLE t (x INTEGER)"))
 
     def turn_free() -> bool:
-        lock = db._LOCKS.get(engine.pool)
-        return lock is None or not lock.locked()
+        return not sqlite_turns.of(engine.pool, None).taken()
 
     with transaction(writer) as s:
         s.execute(text("INSERT INTO t VALUES (1)"))
@@ -127,4 +128,30 @@ def test_sqlite_writers_of_one_process_take_turns_and_always_hand_them_back(tmp_
     thread.join(5)
     assert seen == [2]
     assert turn_free()
+    engine.dispose()
+
+
+def test_sqlite_writers_of_other_processes_wait_for_the_turn(tmp_db: str) -> None:
+    """The turn is a lock on a file beside the database, which another process cannot take
+    while a writer here holds it."""
+    engine = make_engine(tmp_db)
+    writer = session_factory(engine, writer=True)
+    path = engine.url.database
+    probe = (
+        "import fcntl, os, sys\n"
+        f"fd = os.open({path!r} + '-writers', os.O_RDWR)\n"
+        "try:\n"
+        "    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except BlockingIOError:\n"
+        "    sys.exit(3)\n"
+    )
+
+    def other_process_gets_in() -> bool:
+        done = subprocess.run([sys.executable, "-c", probe], check=False, timeout=30)
+        return done.returncode == 0
+
+    with transaction(writer) as s:
+        s.execute(text("SELECT 1"))
+        assert not other_process_gets_in()
+    assert other_process_gets_in()
     engine.dispose()

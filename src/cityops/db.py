@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -14,6 +12,7 @@ from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from cityops import sqlite_turns
 from cityops.config import Settings, normalise_database_url
 
 NAMING_CONVENTION = {
@@ -70,34 +69,17 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 BUSY_TIMEOUT_S = 5.0
-_WRITER_LOCKS = "cityops_writer_locks"  # connection record info: the turn this connection holds
-_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()  # by pool
-_LOCKS_LOCK = threading.Lock()
 
 
 def _sqlite_begin(conn: Any) -> None:
     # Writers that read first (the worker) take the write lock up front: in WAL mode a deferred
     # transaction upgrading to write after another commit fails at once instead of waiting.
     immediate = conn.get_execution_options().get("sqlite_immediate", False)
-    if immediate:
-        # Writers of this process take turns on a lock of its own first: SQLite's busy handler
-        # polls in growing sleeps (up to 100 ms), so a writer waiting for another thread's
-        # commit woke up to tens of milliseconds late — an HTTP batch waiting for the folder,
-        # the folder for a batch. The lock hands over at once. Writers of other processes
-        # still meet at SQLite's lock; a turn not handed back within the busy timeout is
-        # passed over, leaving it to SQLite as before.
-        with _LOCKS_LOCK:
-            lock = _LOCKS.setdefault(conn.engine.pool, threading.Lock())
-        if lock.acquire(timeout=BUSY_TIMEOUT_S):
-            conn.connection.info.setdefault(_WRITER_LOCKS, []).append(lock)
+    if immediate:  # in turn with the other writers (cityops.sqlite_turns)
+        path = conn.engine.url.database
+        on_disk = path and path != ":memory:" and not path.startswith("file:")
+        sqlite_turns.take(conn, path if on_disk else None, BUSY_TIMEOUT_S)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-
-def _sqlite_release(_dbapi_conn: Any, record: Any, *_exception: Any) -> None:
-    """Back in the pool, its transaction over (committed or rolled back): the turn goes on.
-    (Released by whichever thread returns the connection — a plain lock, not an RLock.)"""
-    for lock in record.info.pop(_WRITER_LOCKS, []) if record is not None else []:
-        lock.release()
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -109,8 +91,8 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
-        event.listen(engine.pool, "checkin", _sqlite_release)
-        event.listen(engine.pool, "invalidate", _sqlite_release)
+        event.listen(engine.pool, "checkin", sqlite_turns.give_back)
+        event.listen(engine.pool, "invalidate", sqlite_turns.give_back)
         return engine
     engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
     event.listen(engine, "connect", _pg_session)

@@ -82,6 +82,15 @@ def test_people_cannot_post_readings(
     assert r.status_code == 403
 
 
+def test_the_caller_is_checked_before_the_body(anon: TestClient) -> None:
+    """The body is parsed before the transaction begins, but a caller without a key hears
+    only that, whatever it sent."""
+    for body in (b"{not json", b'"hello"', b"[]"):
+        r = anon.post("/api/v1/telemetry", content=body, headers={"X-API-Key": "wrong"})
+        assert r.status_code == 401, body
+        assert anon.post("/api/v1/telemetry", content=body).status_code == 401
+
+
 def test_devices_series_and_latest(
     client: TestClient, anon: TestClient, credentials: dict[str, str], kit: Kit
 ) -> None:

@@ -43,36 +43,26 @@ class PayloadTooLarge(CityOpsError):
     code = "too_large"
 
 
-@router.post("/telemetry")
-async def post_readings(request: Request, principal: Writer, session: DbSession) -> dict[str, Any]:
-    """A batch of readings (a JSON array, or one reading as an object). Each invalid reading is
-    rejected with its index, field and reason; the valid ones are stored. Retrying a batch is
-    safe: readings are unique by (device, metric, ts)."""
-    settings = request.app.state.settings
-    items = _parse(await request.body())
+async def batch_body(request: Request) -> list[Any] | CityOpsError:
+    """The readings of a batch, read and parsed before the request's transaction begins (on
+    SQLite, before it waits for the write lock: two server processes parse side by side). A
+    body that is no batch becomes the error to answer — after the caller is authenticated."""
+    try:
+        items = _parse(await request.body())
+    except InvalidInput as exc:
+        return exc
     if isinstance(items, dict):
         items = [items]
     if not isinstance(items, list):
-        raise InvalidInput(
+        return InvalidInput(
             "请求体须为读数数组 / body must be a JSON array of readings", field="body"
         )
-    if len(items) > settings.telemetry_batch_max:
-        raise PayloadTooLarge(
-            f"每批最多 {settings.telemetry_batch_max} 条读数 / at most "
-            f"{settings.telemetry_batch_max} readings per batch",
-            field="body",
+    limit = request.app.state.settings.telemetry_batch_max
+    if len(items) > limit:
+        return PayloadTooLarge(
+            f"每批最多 {limit} 条读数 / at most {limit} readings per batch", field="body"
         )
-    # Where this process runs a folder (``cityops serve``), the roll-ups and latest values
-    # follow within a fold interval; elsewhere they are folded in this transaction.
-    result = ingest(
-        session,
-        items,
-        utcnow(),
-        policy=Policy.from_settings(settings),
-        allowed=restriction(principal.restrict),
-        fold=getattr(request.app.state, "folder", None) is None,
-    )
-    return result.as_dict()
+    return items
 
 
 def _parse(body: bytes) -> Any:
@@ -88,6 +78,32 @@ def _parse(body: bytes) -> Any:
         raise InvalidInput(
             f"请求体不是有效的 JSON / body is not valid JSON: {exc}", field="body"
         ) from None
+
+
+# The body first: FastAPI resolves the parameters' dependencies in order.
+@router.post("/telemetry")
+async def post_readings(
+    request: Request,
+    batch: Annotated[list[Any] | CityOpsError, Depends(batch_body)],
+    principal: Writer,
+    session: DbSession,
+) -> dict[str, Any]:
+    """A batch of readings (a JSON array, or one reading as an object). Each invalid reading is
+    rejected with its index, field and reason; the valid ones are stored. Retrying a batch is
+    safe: readings are unique by (device, metric, ts)."""
+    if isinstance(batch, CityOpsError):
+        raise batch
+    # Where this process runs a folder (``cityops serve``), the roll-ups and latest values
+    # follow within a fold interval; elsewhere they are folded in this transaction.
+    result = ingest(
+        session,
+        batch,
+        utcnow(),
+        policy=Policy.from_settings(request.app.state.settings),
+        allowed=restriction(principal.restrict),
+        fold=getattr(request.app.state, "folder", None) is None,
+    )
+    return result.as_dict()
 
 
 @router.get("/device-types")

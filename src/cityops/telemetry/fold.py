@@ -37,7 +37,7 @@ import logging
 import threading
 from datetime import datetime
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from cityops.db import UTCDateTime, transaction, utcnow
@@ -125,9 +125,20 @@ class Folder:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                catch_up(self.factory)
+                if not self._folded_lately():
+                    catch_up(self.factory)
             except Exception:  # the next round tries again; nothing is lost meanwhile
                 log.exception("folding readings into the roll-ups failed")
+
+    def _folded_lately(self) -> bool:
+        """Whether another process's folder folded less than an interval ago: then this round
+        is left out, so several processes fold once an interval between them, not once each
+        (each fold costs a write per series it touches, however few readings it folds)."""
+        from cityops.telemetry.models import FoldState
+
+        with self.factory() as session:
+            last = session.scalar(select(FoldState.folded_at).where(FoldState.stream == STREAM))
+        return last is not None and (utcnow() - last).total_seconds() < self.interval_s * 0.9
 
 
 # --- SQLite ---------------------------------------------------------------------------------

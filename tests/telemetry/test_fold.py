@@ -10,15 +10,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from cityops.db import session_factory, transaction
+from cityops.db import session_factory, transaction, utcnow
 from cityops.telemetry import fold
 from cityops.telemetry import service as tsvc
 from cityops.telemetry.directory import Directory
 from cityops.telemetry.ingest import ingest
-from cityops.telemetry.models import Device, Latest, Rollup1h, Rollup1m
+from cityops.telemetry.models import Device, FoldState, Latest, Rollup1h, Rollup1m
 from tests.telemetry.conftest import NOW, NOW_MS, Kit
 
 MINUTE, HOUR = 60_000, 3_600_000
@@ -184,3 +184,23 @@ def test_two_folders_at_once_never_double_count(
     with Session(own_db) as s:
         assert fold.pending(s) == 0
         assert_exact(s, items)
+
+
+def test_a_folder_paces_itself_and_leaves_rounds_to_others(own_db: Engine) -> None:
+    """Under heavy ingestion a fold grows long: the folder then rests several fold-lengths
+    (never more than ten intervals); and a round another process folded less than an
+    interval ago is left out."""
+    folder = fold.Folder(session_factory(own_db, writer=True), interval_s=1.0)
+    assert folder.rest_s() == 1.0
+    folder.last_s = 0.6
+    assert folder.rest_s() == pytest.approx(fold.PACE * 0.6)
+    folder.last_s = 30.0
+    assert folder.rest_s() == 10.0
+    for ago, left_out in ((0.2, True), (5.0, False)):
+        with transaction(folder.factory) as s:
+            s.execute(
+                update(FoldState)
+                .where(FoldState.stream == fold.STREAM)
+                .values(folded_at=utcnow() - timedelta(seconds=ago))
+            )
+        assert folder._folded_lately() is left_out

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime
 
 from sqlalchemy import bindparam, select, text
@@ -98,13 +99,20 @@ def pending(session: Session) -> int:
     )
 
 
+PACE = 4  # a folder rests at least this many times as long as its last fold took
+
+
 class Folder:
     """A daemon thread folding every ``interval_s`` seconds, for a process that ingests with
-    ``fold=False``."""
+    ``fold=False`` — or, when folds grow long under heavy ingestion, resting ``PACE`` times as
+    long as the last one took: a fold costs a write per series it touches however few readings
+    it folds, so under load fewer, larger folds do the same work for less (and leave the
+    writers their turn), the roll-ups lagging by a few fold-lengths (ten intervals) at most."""
 
     def __init__(self, factory: sessionmaker[Session], interval_s: float) -> None:
         self.factory = factory
         self.interval_s = interval_s
+        self.last_s = 0.0  # how long the last fold took
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="telemetry-fold", daemon=True)
 
@@ -123,12 +131,18 @@ class Folder:
             log.exception("folding readings into the roll-ups at shutdown failed")
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while not self._stop.wait(self.rest_s()):
             try:
                 if not self._folded_lately():
+                    started = time.monotonic()
                     catch_up(self.factory)
+                    self.last_s = time.monotonic() - started
             except Exception:  # the next round tries again; nothing is lost meanwhile
                 log.exception("folding readings into the roll-ups failed")
+
+    def rest_s(self) -> float:
+        """The interval, or ``PACE`` fold-lengths — never more than ten intervals."""
+        return min(max(self.interval_s, PACE * self.last_s), 10 * self.interval_s)
 
     def _folded_lately(self) -> bool:
         """Whether another process's folder folded less than an interval ago: then this round

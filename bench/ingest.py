@@ -577,7 +577,9 @@ def main() -> None:
     parser.add_argument("--db", default="sqlite,postgresql")
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--devices", type=int, default=10_000)
-    parser.add_argument("--readings", type=int, default=100_000)
+    parser.add_argument(
+        "--readings", type=int, default=500_000, help="readings per path (some seconds of each)"
+    )
     parser.add_argument("--batch", type=int, default=5_000, help="HTTP readings per request")
     parser.add_argument(
         "--servers",

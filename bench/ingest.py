@@ -20,9 +20,9 @@ Measured, for --readings readings of about 200 bytes each (one device, one value
   are stored.
 * MQTT — a private Mosquitto (the Debian broker, started on --mqtt-port with no in-flight
   limit, so the numbers show CityOps and not the broker's default window of 20) and --workers
-  ``cityops ingest`` processes sharing one subscription (on SQLite one: a second only waits
-  for the single writer, and its lock timeouts make both slower). The devices sit behind field
-  gateways of 100 (device groups ``GW-0000`` …); each message is a gateway's array of
+  ``cityops ingest`` processes sharing one subscription (default 2: on SQLite too, where they
+  take turns at the single writer but decode and check messages side by side). The devices sit
+  behind field gateways of 100 (device groups ``GW-0000`` …); each message is a gateway's array of
   --per-message readings on ``cityops/GW-…/telemetry`` at QoS 1 (--per-message 1: every
   device publishes its own, and one Python publisher — some 10,000 messages/s — is then the
   limit). Sustained readings/s until all are stored. Then publish → alarm latency: --trips
@@ -589,13 +589,7 @@ def main() -> None:
         "only waits for; 2 on PostgreSQL)",
     )
     parser.add_argument("--clients", type=int, default=2, help="HTTP connections posting at once")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=0,
-        help="cityops ingest processes (default: 1 on SQLite, whose single writer a second "
-        "worker only waits for; 2 on PostgreSQL)",
-    )
+    parser.add_argument("--workers", type=int, default=2, help="cityops ingest processes")
     parser.add_argument(
         "--mqtt-batch",
         type=int,
@@ -624,7 +618,7 @@ def main() -> None:
     for col in ("engine", "path", "CityOps /s", "raw /s", "ratio", "target", "notes"):
         table.add_column(col)
     for kind in args.db.split(","):
-        workers = args.workers or (1 if kind == "sqlite" else 2)
+        workers = args.workers
         servers = args.servers or (1 if kind == "sqlite" else 2)
         res = run_engine(
             kind,

@@ -16,6 +16,7 @@ from cityops.db import make_engine
 from cityops.geo.models import Region
 from cityops.telemetry import service as tsvc
 from cityops.telemetry.directory import DIRECTORY
+from cityops.telemetry.models import Device
 from tests.conftest import _skip_without_pg
 from tests.dbutil import BACKENDS, fresh_database
 
@@ -59,6 +60,25 @@ def kit(session: Session) -> Kit:
         )
     DIRECTORY.invalidate()  # another test's rolled-back devices must not linger in the cache
     return Kit(grid, codes)
+
+
+def bare_devices(session: Session, devices: dict[str, str]) -> None:
+    """Device types and devices (code → type) in a database without the demo district: in a
+    county's region, with no grid."""
+    tsvc.load_types(session, tsvc.default_types(), NOW)
+    for code, kind in devices.items():
+        session.add(
+            Device(
+                code=code,
+                type_code=kind,
+                name=code,
+                lat=31.2,
+                lon=108.4,
+                region_code="500154",
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

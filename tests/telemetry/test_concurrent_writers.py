@@ -17,11 +17,10 @@ from sqlalchemy.orm import Session
 from cityops.alarms import rules
 from cityops.alarms.models import Alarm, RuleState
 from cityops.db import session_factory, transaction
-from cityops.telemetry import service as tsvc
 from cityops.telemetry.directory import Directory
 from cityops.telemetry.ingest import ingest
 from cityops.telemetry.models import Device
-from tests.telemetry.conftest import NOW, NOW_MS
+from tests.telemetry.conftest import NOW, NOW_MS, bare_devices
 
 CODES = ("RACE-1", "RACE-2", "RACE-3")
 LATER = NOW + timedelta(hours=1)  # every reading is in the past
@@ -31,20 +30,7 @@ WRITERS = 4
 def test_racing_writers_leave_each_rule_where_the_newest_reading_puts_it(own_db: Engine) -> None:
     factory = session_factory(own_db, writer=True)
     with transaction(factory) as s:
-        tsvc.load_types(s, tsvc.default_types(), NOW)
-        for code in CODES:
-            s.add(
-                Device(
-                    code=code,
-                    type_code="gnss",
-                    name=code,
-                    lat=31.2,
-                    lon=108.4,
-                    region_code="500154",
-                    created_at=NOW,
-                    updated_at=NOW,
-                )
-            )
+        bare_devices(s, dict.fromkeys(CODES, "gnss"))
         rule = rules.upsert(
             s,
             {

@@ -15,11 +15,10 @@ from sqlalchemy.orm import Session
 
 from cityops.db import session_factory, transaction, utcnow
 from cityops.telemetry import fold
-from cityops.telemetry import service as tsvc
 from cityops.telemetry.directory import Directory
 from cityops.telemetry.ingest import ingest
 from cityops.telemetry.models import Device, FoldState, Latest, Rollup1h, Rollup1m
-from tests.telemetry.conftest import NOW, NOW_MS, Kit
+from tests.telemetry.conftest import NOW, NOW_MS, Kit, bare_devices
 
 MINUTE, HOUR = 60_000, 3_600_000
 LATER = NOW + timedelta(hours=6)  # every test reading is in the past
@@ -146,20 +145,7 @@ def test_two_folders_at_once_never_double_count(
 ) -> None:
     factory = session_factory(own_db, writer=True)
     with transaction(factory) as s:
-        tsvc.load_types(s, tsvc.default_types(), NOW)
-        for kind, code in (("gnss", "F-GNSS"), ("crack", "F-CRACK")):
-            s.add(
-                Device(
-                    code=code,
-                    type_code=kind,
-                    name=code,
-                    lat=31.2,
-                    lon=108.4,
-                    region_code="500154",
-                    created_at=NOW,
-                    updated_at=NOW,
-                )
-            )
+        bare_devices(s, {"F-GNSS": "gnss", "F-CRACK": "crack"})
     kit = Kit(grid=None, codes={"gnss": "F-GNSS", "crack": "F-CRACK"})  # type: ignore[arg-type]
     items = random_readings(kit, seed=3, n=900)
     directory = Directory()

@@ -357,9 +357,11 @@ def test_household_status_tapped_offline_syncs_once(
     assert [h["household"] for h in moved["items"]] == [household]
 
     # A fixed case in my grid: verified on the spot with one tap.
-    case = page.locator(f'#case-list [data-case="{scene["handled"]}"]')
+    where = f'#case-list [data-case="{scene["handled"]}"]'
+    case = page.locator(where)
     expect(case).to_contain_text("待核查")
-    case.scroll_into_view_if_needed()
+    # In the page, in one go: the list may be drawn again meanwhile (the sync just finished).
+    page.evaluate("where => document.querySelector(where).scrollIntoView()", where)
     shot(page, "m-tasks-case")
     case.get_by_role("button", name="核查通过").click()
     expect(page.locator("#banner")).to_contain_text(f"案件 {scene['handled']}：核查通过 已完成")
@@ -384,6 +386,12 @@ def test_commander_confirms_a_warning(
     card.get_by_role("button", name="确认预警").click()
     expect(card).to_contain_text("确定要确认预警吗？")
     shot(page, "m-alerts-confirm")
+    # The list is drawn again meanwhile (back online, it refreshes): the question stays.
+    card.evaluate("card => { card.dataset.drawn = 'before'; }")
+    context.set_offline(True)
+    context.set_offline(False)
+    expect(card).not_to_have_attribute("data-drawn", "before")  # a new card
+    expect(card).to_contain_text("确定要确认预警吗？")
     card.get_by_role("button", name="确定").click()
     expect(page.locator("#banner")).to_contain_text("预警已确认")
     expect(card).to_contain_text("已确认待发布")

@@ -465,6 +465,10 @@
     return list.map((c) => caseCard(c, overlay));
   }
 
+  // Warning decisions asked ("确定要…吗？") and not yet answered, by warning and step: a list
+  // refreshed meanwhile (new data, the live feed) keeps the question on screen.
+  const asking = new Set();
+
   function warningCard(w) {
     const card = h("article", { class: "card warning", "data-warning": w.code },
       h("h3", {}, levelTag(w.level), w.risk_point ? w.risk_point.name : w.code,
@@ -476,22 +480,29 @@
     const step = w.state === "proposed" ? "confirm" : w.state === "confirmed" ? "issue" : null;
     if (cfg.can.decide && step) {
       const label = S[`warning_${step}`];
+      const key = `${w.code}:${step}`;
       const actions = h("div", { class: "actions" });
       const ask = () => {
+        asking.add(key);
         actions.replaceChildren(
           h("p", { class: "status-now" }, fmt("warning_ask", { action: label })),
           h("button", {
             type: "button", class: "btn primary", "data-confirm": step,
             onclick: (ev) => online(ev.currentTarget, async () => {
               await api("POST", `/api/v1/warnings/${enc(w.code)}/${step}`, {});
+              asking.delete(key);
               banner(step === "confirm" ? S.warning_confirmed : S.warning_issued, "ok");
             }),
           }, S.confirm),
-          h("button", { type: "button", class: "btn ghost", onclick: () => actions.replaceChildren(first) }, S.cancel));
+          h("button", {
+            type: "button", class: "btn ghost",
+            onclick: () => { asking.delete(key); actions.replaceChildren(first); },
+          }, S.cancel));
       };
       const first = h("button", { type: "button", class: "btn primary", "data-step": step, onclick: ask }, label);
       actions.append(first);
       card.append(actions);
+      if (asking.has(key)) ask();
     }
     return card;
   }

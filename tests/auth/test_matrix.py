@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from cityops.auth.deps import Require
 from cityops.auth.models import Account, ApiKey, AuditEntry
 from cityops.auth.permissions import ROLE_PERMISSIONS, Permission, permissions_of
-from cityops.auth.principal import Principal
+from cityops.auth.principal import Principal, Who
 from cityops.db import utcnow
 from cityops.events import attachments, intake, routing
 from cityops.notify.models import Message
@@ -554,7 +554,7 @@ def _warnings(session: Session, lat: float, lon: float) -> Ids:
         code="M-HH-1", head_name="李四", address="太康村", lat=lat, lon=points["C"].lon, persons=2
     )
     registry.create_household(session, household, now)
-    who, publishing = workflow.Who("person", "测试"), workflow.Publishing()
+    who, publishing = Who("person", "测试"), workflow.Publishing()
     ids: dict[str, Any] = {}
     for suffix, state in (("A", "proposed"), ("B", "confirmed"), ("C", "issued")):
         warning = workflow.propose(session, points[suffix], "red", ["测试"], who, now)

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cityops.auth.principal import Who
 from cityops.errors import Conflict, InvalidInput
 from cityops.warning import evacuation, workflow, zones
 from cityops.warning import service as registry
@@ -174,7 +175,7 @@ def test_a_household_in_two_zones_counts_in_both(session: Session, zone: Zone) -
 
 
 def test_shelter_occupancy_counts_open_evacuations(session: Session, zone: Zone) -> None:
-    who = workflow.Who("person", "区指挥长")
+    who = Who("person", "区指挥长")
     warning = workflow.propose(session, zone.point, "red", ["位移加速"], who, NOW)
     workflow.confirm(session, warning, who, NOW)
     workflow.issue(session, warning, who, NOW, workflow.Publishing())

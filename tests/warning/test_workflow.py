@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from cityops.auth.models import AuditEntry
 from cityops.auth.permissions import permissions_of
-from cityops.auth.principal import Principal
+from cityops.auth.principal import Principal, Who
 from cityops.errors import Conflict, Forbidden
 from cityops.live.models import FeedItem
 from cityops.notify.models import Message
@@ -28,8 +28,8 @@ from tests.warning.conftest import LINJIANG, NOW, YIHE, Zone
 
 NS = {"cap": cap.CAP_NS}
 PUB = workflow.Publishing()
-COMMANDER = workflow.Who("person", "区指挥长")
-GRID_WORKER = workflow.Who("person", "网格员")
+COMMANDER = Who("person", "区指挥长")
+GRID_WORKER = Who("person", "网格员")
 LATER = NOW + timedelta(hours=2)
 LAST = NOW + timedelta(hours=9)
 
@@ -268,10 +268,10 @@ def test_a_commander_acts_only_in_their_region(session: Session, zone: Zone) -> 
             step()
     assert warning.state == "proposed"
     town = commander(YIHE)
-    workflow.confirm(session, warning, workflow.Who.of(town), NOW, principal=town)
+    workflow.confirm(session, warning, Who.of(town), NOW, principal=town)
     with pytest.raises(Forbidden):
         workflow.issue(session, warning, COMMANDER, NOW, PUB, principal=elsewhere)
-    workflow.issue(session, warning, workflow.Who.of(town), NOW, PUB, principal=town)
+    workflow.issue(session, warning, Who.of(town), NOW, PUB, principal=town)
     assert warning.state == "issued" and warning.confirmed_by == town.name
 
 

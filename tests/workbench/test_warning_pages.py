@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cityops.auth.principal import Who
 from cityops.db import utcnow
 from cityops.warning import workflow
 from cityops.warning.models import CapMessage, Warning, WarningEvent
@@ -112,7 +113,7 @@ def test_refusals_explain_themselves_and_change_nothing(
     assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
 
     warning = workflow.propose(
-        session, lgw.point, "red", ["位移加速"], workflow.Who("person", "网格员"), utcnow()
+        session, lgw.point, "red", ["位移加速"], Who("person", "网格员"), utcnow()
     )
     code = warning.code
 

@@ -14,7 +14,7 @@ from cityops.alarms import queries, rules, service
 from cityops.alarms.models import Alarm, AlarmRule
 from cityops.auth.deps import Require
 from cityops.auth.permissions import Permission as P
-from cityops.auth.principal import Principal
+from cityops.auth.principal import Principal, Who
 from cityops.db import utcnow
 from cityops.deps import DbSession
 
@@ -232,5 +232,5 @@ def unshelve(
     alarm_id: int, body: NoteIn, principal: Operator, session: DbSession
 ) -> dict[str, Any]:
     alarm = service.get(session, alarm_id, principal)
-    service.unshelve(session, alarm, service.Who.of(principal), utcnow(), body.note)
+    service.unshelve(session, alarm, Who.of(principal), utcnow(), body.note)
     return _detail(session, alarm)

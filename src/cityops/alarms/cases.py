@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from cityops.alarms.models import Alarm, AlarmRule, RuleState
 from cityops.auth.permissions import Permission as P
-from cityops.auth.principal import Principal
+from cityops.auth.principal import Principal, Who
 from cityops.events import intake, lifecycle, routing
 from cityops.events.models import Case, CaseEvent
 
@@ -135,7 +135,7 @@ def on_case_closed(session: Session, case: Case, principal: Principal, now: date
                 service.mark_cleared(
                     session,
                     alarm,
-                    service.Who.of(principal),
+                    Who.of(principal),
                     now,
                     f"案件 {case.code} 已结案 / case closed",
                 )

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cityops.alarms import conditions, engine, service
 from cityops.alarms.models import Alarm, AlarmRule, Kind
 from cityops.auth import audit
+from cityops.auth.principal import Who
 from cityops.db import transaction, utcnow
 from cityops.telemetry.directory import DIRECTORY
 from cityops.telemetry.models import Device, DeviceGroup, Latest
@@ -139,7 +140,7 @@ def unshelve_due(factory: sessionmaker[Session], now: datetime | None = None) ->
                 session,
                 alarm,
                 "unshelved",
-                service.Who("system", "报警监控 / alarms"),
+                Who("system", "报警监控 / alarms"),
                 now,
                 "搁置到期 / shelving expired",
             )

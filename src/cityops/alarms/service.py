@@ -7,7 +7,6 @@ closing it clears a latched alarm."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cityops.alarms.models import Alarm, AlarmEvent, AlarmRule, RuleState
-from cityops.auth.principal import Principal
+from cityops.auth.principal import Principal, Who
 from cityops.errors import Conflict, InvalidInput, NotFound
 from cityops.live import service as live
 from cityops.telemetry.models import Device
@@ -24,16 +23,6 @@ if TYPE_CHECKING:
     from cityops.alarms.engine import Transition
 
 MAX_SHELVE_H = 72
-
-
-@dataclass(frozen=True)
-class Who:
-    kind: str
-    name: str
-
-    @classmethod
-    def of(cls, principal: Principal) -> Who:
-        return cls(principal.kind, principal.name)
 
 
 RULES_ENGINE = Who("system", "规则引擎 / rules")

@@ -36,3 +36,15 @@ class Principal:
         from cityops.geo.codes import within
 
         return within(column, self.region_code)
+
+
+@dataclass(frozen=True)
+class Who:
+    """Who did it, as a timeline or a record shows it: a person, a key, or the system."""
+
+    kind: str  # person | api_key | system
+    name: str
+
+    @classmethod
+    def of(cls, principal: Principal) -> Who:
+        return cls(principal.kind, principal.name)

@@ -80,6 +80,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cityops.alarms.models import Alarm, AlarmRule
 from cityops.auth import audit
 from cityops.auth.models import Account
+from cityops.auth.principal import Who
 from cityops.db import transaction, utcnow
 from cityops.demo import devices as demo_devices
 from cityops.demo.district import DISTRICT_CODE
@@ -218,8 +219,8 @@ class _Person:
     actor: audit.Actor
 
     @property
-    def who(self) -> workflow.Who:
-        return workflow.Who("person", self.name)
+    def who(self) -> Who:
+        return Who("person", self.name)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 from cityops.auth import audit
 from cityops.auth.deps import Require
 from cityops.auth.permissions import Permission as P
-from cityops.auth.principal import Principal
+from cityops.auth.principal import Principal, Who
 from cityops.db import utcnow
 from cityops.deps import DbSession
 from cityops.errors import Forbidden, NotFound
@@ -266,7 +266,7 @@ def propose(
     point = access.point(session, principal, body.risk_point)
     existing = workflow.open_warning(session, point.id)
     warning = workflow.propose(
-        session, point, body.level, [body.reason], workflow.Who.of(principal), utcnow()
+        session, point, body.level, [body.reason], Who.of(principal), utcnow()
     )
     if existing is not None:
         response.status_code = 200
@@ -288,7 +288,7 @@ def confirm(code: str, body: ConfirmIn, principal: Commander, session: DbSession
     workflow.confirm(
         session,
         warning,
-        workflow.Who.of(principal),
+        Who.of(principal),
         utcnow(),
         level=body.level,
         note=body.note,
@@ -300,7 +300,7 @@ def confirm(code: str, body: ConfirmIn, principal: Commander, session: DbSession
 @api.post("/warnings/{code}/reject")
 def reject(code: str, body: DecisionIn, principal: Commander, session: DbSession) -> dict[str, Any]:
     warning = access.in_area(session, principal, code)
-    workflow.reject(session, warning, workflow.Who.of(principal), utcnow(), body.note, principal)
+    workflow.reject(session, warning, Who.of(principal), utcnow(), body.note, principal)
     return workflow_out(session, warning)
 
 
@@ -312,7 +312,7 @@ def issue(
     workflow.issue(
         session,
         warning,
-        workflow.Who.of(principal),
+        Who.of(principal),
         utcnow(),
         _publishing(request),
         note=body.note,
@@ -329,7 +329,7 @@ def update(
     workflow.update(
         session,
         warning,
-        workflow.Who.of(principal),
+        Who.of(principal),
         utcnow(),
         _publishing(request),
         note=body.note,
@@ -347,7 +347,7 @@ def lift(
     workflow.lift(
         session,
         warning,
-        workflow.Who.of(principal),
+        Who.of(principal),
         utcnow(),
         _publishing(request),
         note=body.note,

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from cityops.auth.principal import Principal
+from cityops.auth.principal import Principal, Who
 from cityops.errors import CityOpsError, Conflict, Forbidden, NotFound
 from cityops.live import service as live
 from cityops.notify.models import Message
@@ -46,16 +46,6 @@ class CapInvalid(CityOpsError):
 
     status_code = 500
     code = "cap_invalid"
-
-
-@dataclass(frozen=True)
-class Who:
-    kind: str  # person | api_key | system
-    name: str
-
-    @classmethod
-    def of(cls, principal: Principal) -> Who:
-        return cls(principal.kind, principal.name)
 
 
 ANALYTICS = Who("system", "预警模型 / analytics")

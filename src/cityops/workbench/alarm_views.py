@@ -22,7 +22,7 @@ from cityops.alarms import queries, service
 from cityops.alarms.api import AssignIn, NoteIn, ShelveIn
 from cityops.alarms.models import Alarm, RuleState
 from cityops.auth.permissions import Permission as P
-from cityops.auth.principal import Principal
+from cityops.auth.principal import Principal, Who
 from cityops.db import utcnow
 from cityops.deps import DbSession
 from cityops.geo.models import Region
@@ -341,7 +341,7 @@ def _act(
             service.shelve(session, alarm, principal, now, shelving.minutes, shelving.reason)
         case AlarmAction.unshelve:
             note = shell.validated(NoteIn, {"note": shell.text(form, "note")}).note
-            service.unshelve(session, alarm, service.Who.of(principal), now, note)
+            service.unshelve(session, alarm, Who.of(principal), now, note)
 
 
 @router.post("/workbench/alarms/{alarm_id}/{action}")

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from cityops.auth.permissions import Permission as P
-from cityops.auth.principal import Principal
+from cityops.auth.principal import Principal, Who
 from cityops.db import utcnow
 from cityops.deps import DbSession
 from cityops.geo.models import Region
@@ -363,7 +363,7 @@ def _step(
     form: FormData,
 ) -> None:
     """One workflow step, its form checked by the API's own schema."""
-    who = workflow.Who.of(principal)
+    who = Who.of(principal)
     now = utcnow()
     note = shell.text(form, "note")
     level = shell.text(form, "level") or None
@@ -580,7 +580,7 @@ async def propose(
             },
         )
         warning = workflow.propose(
-            session, point, body.level, [body.reason], workflow.Who.of(principal), utcnow()
+            session, point, body.level, [body.reason], Who.of(principal), utcnow()
         )
         return f"/workbench/warnings/{warning.code}?done=propose"
 

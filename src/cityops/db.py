@@ -65,10 +65,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # rewrites the same index pages commit after commit, and each checkpoint copies them
     # back (measured: half the cost of committing a 5,000-reading batch).
     cur.execute("PRAGMA wal_autocheckpoint=10000")
-    # 32 MB of page cache a connection (the default is 2 MB): the readings' index outgrows the
-    # default within minutes of ingestion, and every look-back then reads pages from the OS
-    # (measured at 500,000 readings: 10.2 → 8.4 µs a reading stored and evaluated).
-    cur.execute("PRAGMA cache_size=-32768")
     cur.close()
 
 

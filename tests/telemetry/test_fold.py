@@ -190,3 +190,38 @@ def test_a_folder_paces_itself_and_leaves_rounds_to_others(own_db: Engine) -> No
                 .values(folded_at=utcnow() - timedelta(seconds=ago))
             )
         assert folder._folded_lately() is left_out
+
+
+def test_a_long_writing_transaction_elsewhere_delays_folds_but_not_a_waiting_one(
+    own_db: Engine,
+) -> None:
+    """PostgreSQL folds the readings of transactions below the oldest one still writing — in
+    the whole cluster. While such a transaction runs, a background fold leaves newer readings
+    for later; a folder that waits (shutdown, direct callers) takes them too, and no later
+    fold takes them again."""
+    if own_db.dialect.name != "postgresql":
+        pytest.skip("SQLite folds by rowid: one writer at a time")
+    factory = session_factory(own_db, writer=True)
+    with transaction(factory) as s:
+        bare_devices(s, {"L-GNSS": "gnss"})
+    fold.catch_up(factory, LATER, wait=True)
+    items = [
+        {"device": "L-GNSS", "metric": "disp_mm", "ts": NOW_MS + i * 1000, "value": float(i)}
+        for i in range(30)
+    ]
+    with own_db.connect() as long_running:
+        long_running.exec_driver_sql("SELECT txid_current()")  # writing: it holds an id
+        with transaction(factory) as s:
+            ingest(s, items, LATER, fold=False, directory=Directory())
+        assert fold.catch_up(factory, LATER) == 0  # the horizon is held back
+        assert fold.catch_up(factory, LATER, wait=True) == 30
+        long_running.rollback()
+    assert fold.catch_up(factory, LATER, wait=True) == 0  # never twice
+    with Session(own_db) as s:
+        assert fold.pending(s) == 0
+        hour = s.scalars(
+            select(Rollup1h)
+            .join(Device, Device.id == Rollup1h.device_id)
+            .where(Device.code == "L-GNSS")
+        ).one()
+        assert (hour.n, hour.vmin, hour.vmax) == (30, 0.0, 29.0)

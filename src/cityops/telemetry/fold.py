@@ -16,8 +16,10 @@ up to date, incrementally and exactly once:
   each reading is folded once. Readings this very transaction stored are folded by clearing
   their ``tx`` (``UPDATE … RETURNING``), so no later fold takes them again. Folders first lock
   the ``telemetry_fold`` row — ``FOR UPDATE SKIP LOCKED``: a second folder finds it taken and
-  leaves the work to the first. A long-running writing transaction holds the horizon back
-  (the roll-ups wait for it), never the readings of others.
+  leaves the work to the first. A writing transaction running long anywhere in the cluster
+  holds the horizon back: background folds then wait for it (the roll-ups lag), while a
+  folder that waits (``catch_up(wait=True)``: at shutdown, direct callers) also takes the
+  readings of transactions that finished above it, clearing their ``tx`` as for its own.
 
 A fold aggregates its readings per (device, metric, minute) in a temporary table and upserts
 minutes, hours and latest values from that: a device reporting every second costs one
@@ -317,6 +319,19 @@ _PG_FINISHED = _pg_fold(
 _PG_OWN = "WITH mine AS (UPDATE readings SET tx = NULL WHERE tx = :tx RETURNING *) " + _pg_fold(
     "mine AS r", "coalesce((SELECT received_at FROM reading_batches WHERE upto = :tx), :now)"
 )
+# A folder that waits (shutdown, direct callers) also takes what transactions that finished
+# above the horizon stored — a writing transaction running long anywhere in the cluster holds
+# the horizon back — taking those readings out of every later fold's reach, as its own.
+_PG_AHEAD = (
+    "WITH ahead AS (SELECT device_id, metric, ts, value, tx FROM readings"
+    " WHERE tx >= :hi AND tx <> :tx),"
+    " cleared AS (UPDATE readings AS u SET tx = NULL FROM ahead AS a WHERE"
+    " u.device_id = a.device_id AND u.metric = a.metric AND u.ts = a.ts) "
+    + _pg_fold(
+        "ahead AS r LEFT JOIN reading_batches AS b ON b.upto = r.tx",
+        "coalesce(max(b.received_at), :now)",
+    )
+)
 
 
 def _pg_upsert(table: str, select: str) -> str:
@@ -362,7 +377,8 @@ _PG_LATEST = """
 
 
 def _run_pg(session: Session, now: datetime, wait: bool, limit: int | None) -> int:
-    """``limit`` does not apply: a fold takes every finished transaction's readings."""
+    """``limit`` does not apply: a fold takes every finished transaction's readings (with
+    ``wait``, also those above the horizon: everything committed before it began)."""
     from cityops.telemetry.store import PENDING
 
     conn = session.connection()
@@ -390,9 +406,12 @@ def _run_pg(session: Session, now: datetime, wait: bool, limit: int | None) -> i
     if hi > lo:
         conn.exec_driver_sql(_PG_SUMMARIZE)
         conn.execute(text(_PG_FINISHED), params)
+    own = -1
     if session.info.pop(PENDING, False):
-        tx = int(conn.exec_driver_sql("SELECT txid_current()").scalar_one())
-        conn.execute(text(_PG_OWN), {**params, "tx": tx})
+        own = int(conn.exec_driver_sql("SELECT txid_current()").scalar_one())
+        conn.execute(text(_PG_OWN), {**params, "tx": own})
+    if wait:
+        conn.execute(text(_PG_AHEAD), {**params, "tx": own})
     count = int(conn.execute(text("SELECT coalesce(sum(n), 0) FROM fold_1m")).scalar_one())
     if count:
         conn.execute(text(_PG_1M))

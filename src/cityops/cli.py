@@ -279,13 +279,11 @@ def settle_gc() -> None:
 def _start_folder(settings: Settings) -> Folder | None:
     """Fold the readings this process stores (HTTP batches) into the roll-ups and latest
     values every CITYOPS_TELEMETRY_FOLD_INTERVAL_S (cityops.telemetry.fold)."""
-    if settings.telemetry_fold_interval_s <= 0:
-        return None
     from cityops.db import session_factory
     from cityops.telemetry.fold import Folder
 
     factory = session_factory(_engine(settings), writer=True)
-    return Folder(factory, settings.telemetry_fold_interval_s).start()
+    return Folder.background(factory, settings.telemetry_fold_interval_s)
 
 
 @app.command("worker")

@@ -11,7 +11,7 @@ import logging
 import time
 from datetime import datetime
 
-from sqlalchemy import delete, func, literal, select, text, update
+from sqlalchemy import delete, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -150,10 +150,8 @@ def unshelve_due(factory: sessionmaker[Session], now: datetime | None = None) ->
 
 def retention(factory: sessionmaker[Session], months: int, now: datetime | None = None) -> int:
     """Drop readings (PostgreSQL: whole monthly partitions) and minute roll-ups older than the
-    retention period; hourly roll-ups are kept. SQLite keeps readings not yet folded and the
-    newest row (so no rowid is handed out twice: the fold follows rowids)."""
-    from cityops.telemetry import partitions
-    from cityops.telemetry.fold import STREAM
+    retention period; hourly roll-ups are kept (SQLite: ``fold.prune_sqlite``)."""
+    from cityops.telemetry import fold, partitions
     from cityops.telemetry.models import Rollup1m
 
     now = now or utcnow()
@@ -165,15 +163,7 @@ def retention(factory: sessionmaker[Session], months: int, now: datetime | None 
             removed += len(partitions.drop_expired(engine_, now, months))
             partitions.prepare(engine_, now, months)
         else:
-            result = session.execute(
-                text(
-                    "DELETE FROM readings WHERE ts < :cutoff"
-                    " AND rowid <= (SELECT position FROM telemetry_fold WHERE stream = :s)"
-                    " AND rowid < (SELECT max(rowid) FROM readings)"
-                ),
-                {"cutoff": cutoff, "s": STREAM},
-            )
-            removed += getattr(result, "rowcount", 0)
+            removed += fold.prune_sqlite(session, cutoff)
         result = session.execute(delete(Rollup1m).where(Rollup1m.bucket < cutoff))
         removed += getattr(result, "rowcount", 0)
     return removed

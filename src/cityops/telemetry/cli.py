@@ -82,6 +82,7 @@ def run(
     from cityops import events
     from cityops.auth import audit
     from cityops.db import engine_from_settings, session_factory
+    from cityops.telemetry.fold import Folder
     from cityops.telemetry.ingest import Policy
     from cityops.telemetry.mqtt import Config, IngestWorker, check_topic, parse_url
 
@@ -119,11 +120,7 @@ def run(
     events.configure(settings)
     audit.install()
     factory = session_factory(engine_from_settings(settings), writer=True)
-    folder = None
-    if settings.telemetry_fold_interval_s > 0:
-        from cityops.telemetry.fold import Folder
-
-        folder = Folder(factory, settings.telemetry_fold_interval_s).start()
+    folder = Folder.background(factory, settings.telemetry_fold_interval_s)
     # With a folder beside it, each batch only stores and evaluates; the folder brings the
     # roll-ups and latest values up to date a moment later.
     worker = IngestWorker(

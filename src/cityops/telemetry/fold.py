@@ -77,6 +77,20 @@ def catch_up(
             return total
 
 
+def prune_sqlite(session: Session, cutoff_ms: int) -> int:
+    """SQLite retention: readings older than ``cutoff_ms`` — but none not folded yet, and never
+    the newest row (so no rowid is handed out twice: folds follow rowids). How many."""
+    result = session.execute(
+        text(
+            "DELETE FROM readings WHERE ts < :cutoff"
+            " AND rowid <= (SELECT position FROM telemetry_fold WHERE stream = :s)"
+            " AND rowid < (SELECT max(rowid) FROM readings)"
+        ),
+        {"cutoff": cutoff_ms, "s": STREAM},
+    )
+    return int(getattr(result, "rowcount", 0))
+
+
 def pending(session: Session) -> int:
     """Readings stored and not folded yet (that this transaction sees)."""
     conn = session.connection()
@@ -121,6 +135,12 @@ class Folder:
     def start(self) -> Folder:
         self._thread.start()
         return self
+
+    @classmethod
+    def background(cls, factory: sessionmaker[Session], interval_s: float) -> Folder | None:
+        """A started folder for a process that ingests (``cityops serve``, ``cityops
+        ingest``); None when CITYOPS_TELEMETRY_FOLD_INTERVAL_S is 0 (the worker folds)."""
+        return cls(factory, interval_s).start() if interval_s > 0 else None
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop, folding what is left first (a clean shutdown leaves nothing behind)."""
@@ -264,8 +284,7 @@ def _run_sqlite(session: Session, now: datetime, limit: int | None) -> int:
     if top is None or top <= lo:
         return 0
     hi = int(top) if limit is None else min(int(top), lo + limit)
-    conn.exec_driver_sql(_SQLITE_TEMP)
-    conn.exec_driver_sql("DELETE FROM fold_1m")
+    conn.exec_driver_sql(_SQLITE_TEMP)  # empty: every fold empties it before it ends
     conn.exec_driver_sql(_SQLITE_MINUTES, (lo, hi))
     conn.exec_driver_sql(_SQLITE_LAST)
     conn.exec_driver_sql(_SQLITE_1M)
@@ -400,8 +419,7 @@ def _run_pg(session: Session, now: datetime, wait: bool, limit: int | None) -> i
     hi = int(
         conn.exec_driver_sql("SELECT txid_snapshot_xmin(txid_current_snapshot())").scalar_one()
     )
-    conn.execute(text(_PG_TEMP))
-    conn.execute(text("DELETE FROM fold_1m"))
+    conn.execute(text(_PG_TEMP))  # empty: every fold empties it before it ends
     params = {"lo": lo, "hi": hi, "now": now}
     if hi > lo:
         conn.exec_driver_sql(_PG_SUMMARIZE)

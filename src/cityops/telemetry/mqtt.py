@@ -258,9 +258,9 @@ def _number(digits: str) -> int | float:
     return int(digits) if len(digits) <= 300 else float(digits)
 
 
-def allowed_for(segment: str) -> Callable[[DeviceInfo], bool]:
+def may_speak_for(segment: str, device: DeviceInfo) -> bool:
     """A topic may carry its own device's readings, or those of its group's devices."""
-    return lambda d: d.code == segment or d.group == segment
+    return device.code == segment or device.group == segment
 
 
 def rejected_topic(topic: str) -> str:
@@ -303,14 +303,14 @@ def plan(parsed: list[Parsed]) -> Call | None:
 def screen(call: Call, devices: Mapping[str, DeviceInfo]) -> tuple[list[int], list[Rejection]]:
     """Which readings go on to ``ingest()`` (their positions in the call), and the rejections
     of the others: a reading a gateway topic carries for an active device outside its group
-    (``allowed_for``). ``ingest()`` itself rejects unknown and deactivated devices, before
+    (``may_speak_for``). ``ingest()`` itself rejects unknown and deactivated devices, before
     asking whether a topic may speak for them — as it does here."""
     keep: list[int] = []
     refused: list[Rejection] = []
     for position, (item, gateway) in enumerate(zip(call.items, call.gateways, strict=True)):
         if gateway is not None:
             device = devices.get(item["device"]) if isinstance(item.get("device"), str) else None
-            if device is not None and device.active and not allowed_for(gateway)(device):
+            if device is not None and device.active and not may_speak_for(gateway, device):
                 refused.append(rejection(position, "device", "forbidden_device", device.code))
                 continue
         keep.append(position)

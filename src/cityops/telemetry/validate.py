@@ -202,11 +202,11 @@ def _check_one(
     """One reading, every rule, each failure with its reason."""
     future_ms, oldest_ms = limits.future_ms, limits.oldest_ms
     if not isinstance(item, dict):
-        rejected.append(Rejection(index, "reading", "malformed", _MESSAGES["malformed"]))
+        rejected.append(rejection(index, "reading", "malformed"))
         return
     code = item.get("device")
     if not isinstance(code, str) or not code:
-        rejected.append(Rejection(index, "device", "missing", _MESSAGES["missing"]))
+        rejected.append(rejection(index, "device", "missing"))
         return
     device = devices.get(code)
     reason = (
@@ -218,19 +218,19 @@ def _check_one(
         if allowed is not None and not permitted.setdefault(code, bool(allowed(device)))
         else None
     )
-    if reason or device is None:
-        rejected.append(Rejection(index, "device", reason or "", _MESSAGES[reason or ""], code))
+    if reason is not None or device is None:
+        rejected.append(rejection(index, "device", reason or "unknown_device", code))
         return
     raw_ts = item.get("ts")
     # The common case first: epoch milliseconds as a JSON integer.
     ts = raw_ts if type(raw_ts) is int and oldest_ms <= raw_ts <= future_ms else parse_ts(raw_ts)
     if ts is None:
         reason = "missing" if "ts" not in item else "bad_timestamp"
-        rejected.append(Rejection(index, "ts", reason, _MESSAGES[reason], code))
+        rejected.append(rejection(index, "ts", reason, code))
         return
     if ts > future_ms or ts < oldest_ms:
         reason = "future_timestamp" if ts > future_ms else "too_old"
-        rejected.append(Rejection(index, "ts", reason, _MESSAGES[reason], code))
+        rejected.append(rejection(index, "ts", reason, code))
         return
     values = item.get("values")
     if isinstance(values, dict):
@@ -240,7 +240,7 @@ def _check_one(
         pairs = [(item.get("metric"), item.get("value", _MISSING))]
         prefix = ""
     else:
-        rejected.append(Rejection(index, "metric", "missing", _MESSAGES["missing"], code))
+        rejected.append(rejection(index, "metric", "missing", code))
         return
     specs = device.metrics
     for metric, value in pairs:
@@ -258,7 +258,7 @@ def _check_one(
         if problem:
             field = f"{prefix}{metric}" if prefix else "value"
             where = "metric" if problem == "unknown_metric" and not prefix else field
-            rejected.append(Rejection(index, where, problem, _MESSAGES[problem], code))
+            rejected.append(rejection(index, where, problem, code))
         else:
             rows.append((device.id, metric, ts, float(value)))
 

@@ -225,3 +225,34 @@ def test_a_long_writing_transaction_elsewhere_delays_folds_but_not_a_waiting_one
             .where(Device.code == "L-GNSS")
         ).one()
         assert (hour.n, hour.vmin, hour.vmax) == (30, 0.0, 29.0)
+
+
+def test_one_fold_taking_readings_by_two_routes_counts_each_minute_once(own_db: Engine) -> None:
+    """A waiting fold takes finished transactions' readings below the horizon and those above
+    it in one go: readings of the same minute by both routes make one 1-minute roll-up."""
+    if own_db.dialect.name != "postgresql":
+        pytest.skip("SQLite folds by rowid: one route")
+    factory = session_factory(own_db, writer=True)
+    with transaction(factory) as s:
+        bare_devices(s, {"M-GNSS": "gnss"})
+    fold.catch_up(factory, LATER, wait=True)
+    items = [
+        {"device": "M-GNSS", "metric": "disp_mm", "ts": NOW_MS + i * 1000, "value": float(i)}
+        for i in range(30)
+    ]  # one minute
+    directory = Directory()
+    with transaction(factory) as s:
+        ingest(s, items[:15], LATER, fold=False, directory=directory)  # below the horizon
+    with own_db.connect() as long_running:
+        long_running.exec_driver_sql("SELECT txid_current()")
+        with transaction(factory) as s:
+            ingest(s, items[15:], LATER, fold=False, directory=directory)  # above it
+        assert fold.catch_up(factory, LATER, wait=True) == 30
+        long_running.rollback()
+    with Session(own_db) as s:
+        minute = s.scalars(
+            select(Rollup1m)
+            .join(Device, Device.id == Rollup1m.device_id)
+            .where(Device.code == "M-GNSS")
+        ).one()
+        assert (minute.n, minute.vmin, minute.vmax, minute.last_value) == (30, 0.0, 29.0, 29.0)

@@ -369,9 +369,15 @@ def _pg_upsert(table: str, select: str) -> str:
     """
 
 
+# fold_1m may hold a minute twice (readings taken by two routes: finished transactions, this
+# one's own, those above the horizon), so minutes are summed up too, as hours are.
 _PG_1M = _pg_upsert(
     "rollups_1m",
-    "SELECT device_id, metric, bucket, n, vmin, vmax, vsum, last_ts, last_value FROM fold_1m",
+    """
+    SELECT device_id, metric, bucket, sum(n), min(vmin), max(vmax), sum(vsum), max(last_ts),
+           (array_agg(last_value ORDER BY last_ts DESC))[1]
+    FROM fold_1m GROUP BY device_id, metric, bucket
+    """,
 )
 
 _PG_1H = _pg_upsert(

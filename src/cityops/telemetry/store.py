@@ -223,7 +223,11 @@ def _store_sqlite(session: Session, rows: list[Row], now: datetime) -> Batch:
     finally:
         cur.close()
     conn.execute(_SQLITE_LOG, {"upto": upto, "now": now})
-    return Batch(session, rows, new, "readings AS s WHERE s.rowid > :before", {"before": before})
+    # NOT INDEXED: left to itself, SQLite answers a DISTINCT over these rows by scanning the
+    # whole key index in device order — every batch then costs as much as all readings stored.
+    return Batch(
+        session, rows, new, "readings AS s NOT INDEXED WHERE s.rowid > :before", {"before": before}
+    )
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------

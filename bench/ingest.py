@@ -7,7 +7,8 @@ Each engine gets a scratch database (bench/events.py: SQLite in a temporary file
 ``cityops_bench_<random>`` database dropped afterwards), migrated, with the small demo district,
 --devices water-level gauges (``SIM-000000`` …) and three rules on every one of them: level
 above a limit, level below a limit, and a rise of more than 5 m within an hour (rate of change:
-one index seek per reading).
+one index seek per reading). --rules N keeps the first N of them: ``--rules 0`` measures
+storing, checking and folding alone — the ceiling that no work on the rules can raise.
 
 Measured, for --readings readings of about 200 bytes each (one device, one value, one time):
 
@@ -100,8 +101,16 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def prepare(url: str, n: int) -> tuple[str, dict[str, int]]:
-    """Migrate, load the district, register the gauges and rules; return an API key."""
+RULES = (
+    ("bench-high", "threshold", {"op": "above", "value": HIGH, "clear": HIGH - 10}),
+    ("bench-low", "threshold", {"op": "below", "value": LOW, "duration_s": 60}),
+    ("bench-rise", "rate", {"op": "above", "value": 5.0, "window_s": 3600}),
+)
+
+
+def prepare(url: str, n: int, n_rules: int = len(RULES)) -> tuple[str, dict[str, int]]:
+    """Migrate, load the district, register the gauges and the first ``n_rules`` rules;
+    return an API key."""
     engine = make_engine(url)
     migrate.upgrade(engine)
     now = utcnow()
@@ -146,11 +155,7 @@ def prepare(url: str, n: int) -> tuple[str, dict[str, int]]:
                 for i in range(n)
             ],
         )
-        for code, kind, params in (
-            ("bench-high", "threshold", {"op": "above", "value": HIGH, "clear": HIGH - 10}),
-            ("bench-low", "threshold", {"op": "below", "value": LOW, "duration_s": 60}),
-            ("bench-rise", "rate", {"op": "above", "value": 5.0, "window_s": 3600}),
-        ):
+        for code, kind, params in RULES[:n_rules]:
             rules.upsert(
                 session,
                 {
@@ -542,8 +547,8 @@ def run_engine(kind: str, args: argparse.Namespace, console: Console) -> dict[st
         scratch_database(kind, args.pg_url, Path(tmpdir)) as url,
     ):
         tmp = Path(tmpdir)
-        with console.status(f"{kind}: migrating, {args.devices:,} devices, 3 rules…"):
-            key, ids = prepare(url, args.devices)
+        with console.status(f"{kind}: migrating, {args.devices:,} devices, {args.rules} rules…"):
+            key, ids = prepare(url, args.devices, args.rules)
         env = dict(os.environ, CITYOPS_DATABASE_URL=url, CITYOPS_LOG_LEVEL="info")
         start_ms = int((utcnow() - timedelta(hours=2)).timestamp() * 1000)
         rows = readings(args.devices, args.readings, start_ms)
@@ -604,7 +609,16 @@ def main() -> None:
         "1 = each device publishing its own",
     )
     parser.add_argument("--mqtt-port", type=int, default=18830)
-    parser.add_argument("--trips", type=int, default=100)
+    parser.add_argument(
+        "--rules",
+        type=int,
+        choices=range(len(RULES) + 1),
+        default=len(RULES),
+        help="the first N rules (above, below, rate of change); 0: storing and folding alone",
+    )
+    parser.add_argument(
+        "--trips", type=int, default=100, help="publish → alarm trips (none without rules)"
+    )
     parser.add_argument("--trip-rate", type=int, default=500, help="background readings/s")
     parser.add_argument("--soak", type=int, default=0, help="seconds of MQTT soak (600 = 10 min)")
     parser.add_argument("--soak-rate", type=int, default=1000)
@@ -614,7 +628,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for storage")
     args = parser.parse_args()
     console = Console(width=170)
-    table = Table(title=f"telemetry ingestion — {args.devices:,} devices × 3 rules")
+    if not args.rules:
+        args.trips = 0  # no rule, no alarm to wait for
+    table = Table(title=f"telemetry ingestion — {args.devices:,} devices × {args.rules} rules")
     for col in ("engine", "path", "CityOps /s", "raw /s", "ratio", "target", "notes"):
         table.add_column(col)
     for kind in args.db.split(","):

@@ -309,12 +309,17 @@ _PG_TEMP = (
 )
 
 
+# A group's last value: max(ARRAY[ts, value])[2] — a series has one reading per timestamp and
+# epoch milliseconds are exact as doubles. (array_agg(value ORDER BY ts DESC))[1] said the
+# same but sorted every group again: the fold's aggregation took 15 % longer.
+
+
 def _pg_fold(source: str, received: str) -> str:
     """Aggregate readings per (device, metric, minute) into ``fold_1m``."""
     return f"""
         INSERT INTO fold_1m
         SELECT r.device_id, r.metric, r.ts - r.ts % {MINUTE_MS}, count(*), min(r.value),
-               max(r.value), sum(r.value), max(r.ts), (array_agg(r.value ORDER BY r.ts DESC))[1],
+               max(r.value), sum(r.value), max(r.ts), (max(ARRAY[r.ts, r.value]))[2],
                {received}
         FROM {source}
         GROUP BY r.device_id, r.metric, r.ts - r.ts % {MINUTE_MS}
@@ -375,7 +380,7 @@ _PG_1M = _pg_upsert(
     "rollups_1m",
     """
     SELECT device_id, metric, bucket, sum(n), min(vmin), max(vmax), sum(vsum), max(last_ts),
-           (array_agg(last_value ORDER BY last_ts DESC))[1]
+           (max(ARRAY[last_ts, last_value]))[2]
     FROM fold_1m GROUP BY device_id, metric, bucket
     """,
 )
@@ -384,14 +389,14 @@ _PG_1H = _pg_upsert(
     "rollups_1h",
     f"""
     SELECT device_id, metric, bucket - bucket % {HOUR_MS}, sum(n), min(vmin), max(vmax),
-           sum(vsum), max(last_ts), (array_agg(last_value ORDER BY last_ts DESC))[1]
+           sum(vsum), max(last_ts), (max(ARRAY[last_ts, last_value]))[2]
     FROM fold_1m GROUP BY device_id, metric, bucket - bucket % {HOUR_MS}
     """,
 )
 
 _PG_LATEST = """
     INSERT INTO telemetry_latest AS t (device_id, metric, ts, value, received_at)
-    SELECT device_id, metric, max(last_ts), (array_agg(last_value ORDER BY last_ts DESC))[1],
+    SELECT device_id, metric, max(last_ts), (max(ARRAY[last_ts, last_value]))[2],
            max(received_at)
     FROM fold_1m GROUP BY device_id, metric
     ON CONFLICT (device_id, metric) DO UPDATE SET

@@ -14,8 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cityops import migrate
 from cityops.app import create_app
-from cityops.auth import accounts, audit
-from cityops.auth.passwords import hash_password
+from cityops.auth import audit
 from cityops.config import Settings
 from cityops.db import make_engine, transaction
 from cityops.demo import accounts as demo_accounts
@@ -49,22 +48,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             and params.params.get("backend") == "postgresql"
         ):
             item.add_marker(skip)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def fast_dummy_hash() -> Iterator[None]:
-    """Log-ins under an unknown name verify against a dummy hash made at the production cost
-    (64 MiB), whatever the settings say: at FAST_HASH cost here too. Besides the time, a slow
-    verification made "unknown names are throttled the same" flaky on a busy machine, since a
-    failure counts from the start of its request and the first slow-down lasts one second."""
-    cheap = hash_password(
-        "not-a-real-password-0",
-        memory_kib=FAST_HASH["password_hash_memory_kib"],
-        time_cost=FAST_HASH["password_hash_time_cost"],
-    )
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(accounts, "dummy_hash", lambda: cheap)
-        yield
 
 
 @pytest.fixture(scope="session")

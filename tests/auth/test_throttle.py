@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
@@ -68,6 +69,30 @@ def test_unknown_names_are_throttled_the_same(anon: TestClient) -> None:
     for _ in range(5):
         assert attempt(anon, "whatever-pass", user="nobody-here").status_code == 401  # type: ignore[attr-defined]
     assert attempt(anon, "whatever-pass", user="nobody-here").status_code == 429  # type: ignore[attr-defined]
+
+
+def test_unknown_names_are_verified_at_the_configured_cost(
+    anon: TestClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unknown name costs what a wrong password costs — a verification at the hash cost
+    the settings give the accounts — so the response time does not tell which names exist."""
+    from argon2 import extract_parameters
+
+    from cityops.auth import accounts
+
+    verified: list[str] = []
+    real = accounts.verify_password
+
+    def spy(stored: str | None, password: str) -> bool:
+        verified.append(stored or "")
+        return real(stored, password)
+
+    monkeypatch.setattr(accounts, "verify_password", spy)
+    attempt(anon, "whatever-pass", user="nobody-here")
+    attempt(anon, "wrong-password-1")
+    settings = app.state.settings
+    costs = {(p.memory_cost, p.time_cost) for p in (extract_parameters(h) for h in verified)}
+    assert costs == {(settings.password_hash_memory_kib, settings.password_hash_time_cost)}
 
 
 def test_per_address_limit(app: FastAPI, credentials: dict[str, str], session: Session) -> None:

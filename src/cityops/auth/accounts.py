@@ -302,7 +302,12 @@ def password_login(
     keys = throttle_keys(settings, login, ip)
     throttle.check(session, keys, now)
     account = find_by_login(session, login)
-    ok = verify_password(account.password_hash if account else dummy_hash(), password)
+    stored = (
+        account.password_hash
+        if account
+        else dummy_hash(settings.password_hash_memory_kib, settings.password_hash_time_cost)
+    )
+    ok = verify_password(stored, password)
     actor = audit.Actor("anonymous", name=login[:100], ip=ip)
     if not ok or account is None:
         locked = throttle.note_failure(session, keys, now)

@@ -74,7 +74,8 @@ def verify_password(stored: str | None, password: str) -> bool:
 
 
 # Verifying against this when the account does not exist keeps the timing of "no such user"
-# and "wrong password" alike, so response times do not reveal which names exist.
-@lru_cache(maxsize=1)
-def dummy_hash() -> str:
-    return hasher().hash("not-a-real-password-0")
+# and "wrong password" alike, so response times do not reveal which names exist — made at
+# the configured cost, which is what the accounts' own hashes cost to verify.
+@lru_cache(maxsize=4)
+def dummy_hash(memory_kib: int = 65536, time_cost: int = 3) -> str:
+    return hasher(memory_kib, time_cost).hash("not-a-real-password-0")

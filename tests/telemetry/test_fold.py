@@ -227,6 +227,47 @@ def test_a_long_writing_transaction_elsewhere_delays_folds_but_not_a_waiting_one
         assert (hour.n, hour.vmin, hour.vmax) == (30, 0.0, 29.0)
 
 
+def test_a_background_folder_passes_a_horizon_held_back_too_long(own_db: Engine) -> None:
+    """A transaction left open somewhere holds the horizon: a background folder waits for it
+    for ``held_back_s``, then folds past it, exactly once."""
+    if own_db.dialect.name != "postgresql":
+        pytest.skip("SQLite folds by rowid: one writer at a time")
+    factory = session_factory(own_db, writer=True)
+    with transaction(factory) as s:
+        bare_devices(s, {"H-GNSS": "gnss"})
+    fold.catch_up(factory, LATER, wait=True)
+    items = [
+        {"device": "H-GNSS", "metric": "disp_mm", "ts": NOW_MS + i * 1000, "value": float(i)}
+        for i in range(20)
+    ]
+    folder = fold.Folder(factory, interval_s=0.01)
+    with own_db.connect() as long_running:
+        long_running.exec_driver_sql("SELECT txid_current()")  # writing: it holds an id
+        with transaction(factory) as s:
+            ingest(s, items[:10], LATER, fold=False, directory=Directory())
+        assert folder.round() == 0  # held back, not for long yet
+        with transaction(factory) as s:  # the horizon last moved a while ago
+            s.execute(
+                update(FoldState)
+                .where(FoldState.stream == fold.STREAM)
+                .values(folded_at=utcnow() - timedelta(seconds=folder.held_back_s + 1))
+            )
+        assert folder.round() == 10
+        with transaction(factory) as s:
+            ingest(s, items[10:], LATER, fold=False, directory=Directory())
+        assert folder.round() == 10  # still held: each round passes it again
+        long_running.rollback()
+    assert fold.catch_up(factory, LATER, wait=True) == 0  # never twice
+    with Session(own_db) as s:
+        assert fold.pending(s) == 0
+        hour = s.scalars(
+            select(Rollup1h)
+            .join(Device, Device.id == Rollup1h.device_id)
+            .where(Device.code == "H-GNSS")
+        ).one()
+        assert (hour.n, hour.vmin, hour.vmax) == (20, 0.0, 19.0)
+
+
 def test_one_fold_taking_readings_by_two_routes_counts_each_minute_once(own_db: Engine) -> None:
     """A waiting fold takes finished transactions' readings below the horizon and those above
     it in one go: readings of the same minute by both routes make one 1-minute roll-up."""

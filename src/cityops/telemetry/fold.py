@@ -18,8 +18,9 @@ up to date, incrementally and exactly once:
   the ``telemetry_fold`` row — ``FOR UPDATE SKIP LOCKED``: a second folder finds it taken and
   leaves the work to the first. A writing transaction running long anywhere in the cluster
   holds the horizon back: background folds then wait for it (the roll-ups lag), while a
-  folder that waits (``catch_up(wait=True)``: at shutdown, direct callers) also takes the
-  readings of transactions that finished above it, clearing their ``tx`` as for its own.
+  folder that waits (``catch_up(wait=True)``: at shutdown, direct callers, and a background
+  folder whose horizon has not moved for ``HELD_BACK_S``) also takes the readings of
+  transactions that finished above it, clearing their ``tx`` as for its own.
 
 A fold aggregates its readings per (device, metric, minute) in a temporary table and upserts
 minutes, hours and latest values from that: a device reporting every second costs one
@@ -116,6 +117,7 @@ def pending(session: Session) -> int:
 
 
 PACE = 4  # a folder rests at least this many times as long as its last fold took
+HELD_BACK_S = 60.0  # PostgreSQL: a horizon stuck this long is passed (see Folder.round)
 
 
 class Folder:
@@ -129,6 +131,8 @@ class Folder:
         self.factory = factory
         self.interval_s = interval_s
         self.last_s = 0.0  # how long the last fold took
+        self.held_back_s = HELD_BACK_S
+        self.held = False  # folding past a held-back horizon (PostgreSQL)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="telemetry-fold", daemon=True)
 
@@ -155,12 +159,39 @@ class Folder:
     def _loop(self) -> None:
         while not self._stop.wait(self.rest_s()):
             try:
-                if not self._folded_lately():
-                    started = time.monotonic()
-                    catch_up(self.factory)
-                    self.last_s = time.monotonic() - started
+                self.round()
             except Exception:  # the next round tries again; nothing is lost meanwhile
                 log.exception("folding readings into the roll-ups failed")
+
+    def round(self) -> int:
+        """One round: fold what there is, unless another process just did; the number
+        folded. On PostgreSQL, when the horizon has not moved for ``held_back_s`` while
+        readings wait — a writing transaction left open somewhere in the cluster — fold past
+        it as a waiting folder does (an extra write per reading, until that transaction
+        ends), so the roll-ups and latest values never lag by more than that."""
+        if self._folded_lately():
+            return 0
+        started = time.monotonic()
+        count = catch_up(self.factory)
+        held = self._held_back()
+        if held:
+            if not self.held:  # once a spell, not every round
+                log.warning("a transaction left open holds the fold horizon back: folding past it")
+            count += catch_up(self.factory, wait=True)
+        self.held = held
+        self.last_s = time.monotonic() - started
+        return count
+
+    def _held_back(self) -> bool:
+        from cityops.telemetry.models import FoldState
+
+        with self.factory() as session:
+            if session.get_bind().dialect.name != "postgresql":
+                return False  # SQLite's position follows its single writer
+            last = session.scalar(select(FoldState.folded_at).where(FoldState.stream == STREAM))
+            if last is not None and (utcnow() - last).total_seconds() < self.held_back_s:
+                return False
+            return pending(session) > 0
 
     def rest_s(self) -> float:
         """The interval, or ``PACE`` fold-lengths — never more than ten intervals."""

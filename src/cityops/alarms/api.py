@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from cityops.alarms import cases as _cases  # noqa: F401  (closing a case clears its alarm)
 from cityops.alarms import queries, rules, service
 from cityops.alarms.models import Alarm, AlarmRule
+from cityops.alarms.schemas import AssignIn, NoteIn, RuleIn, RulePatch, ShelveIn
 from cityops.auth.deps import Require
 from cityops.auth.permissions import Permission as P
 from cityops.auth.principal import Principal, Who
@@ -26,38 +26,6 @@ RuleManager = Annotated[Principal, Depends(Require(P.rules_manage))]
 
 
 # --- rules ------------------------------------------------------------------------------------
-
-
-class RuleIn(BaseModel):
-    code: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,59}$")
-    name: str = Field(min_length=1, max_length=100)
-    kind: Literal["threshold", "rate", "no_data", "composite"]
-    scope: Literal["device_type", "group", "device", "site"]
-    scope_value: str = Field(min_length=1, max_length=64)
-    metric: str | None = Field(default=None, max_length=32)
-    params: dict[str, Any] = Field(default_factory=dict)
-    severity: Literal["critical", "major", "minor", "warning"]
-    latch: bool = False
-    open_case: bool = False
-    case_category: str | None = Field(default=None, max_length=20)
-    case_urgency: Literal["urgent", "normal"] = "normal"
-    case_route: bool = False
-    enabled: bool = True
-
-
-class RulePatch(BaseModel):
-    name: str | None = Field(default=None, min_length=1, max_length=100)
-    scope: Literal["device_type", "group", "device", "site"] | None = None
-    scope_value: str | None = Field(default=None, min_length=1, max_length=64)
-    metric: str | None = Field(default=None, max_length=32)
-    params: dict[str, Any] | None = None
-    severity: Literal["critical", "major", "minor", "warning"] | None = None
-    latch: bool | None = None
-    open_case: bool | None = None
-    case_category: str | None = Field(default=None, max_length=20)
-    case_urgency: Literal["urgent", "normal"] | None = None
-    case_route: bool | None = None
-    enabled: bool | None = None
 
 
 def rule_out(rule: AlarmRule) -> dict[str, Any]:
@@ -169,19 +137,6 @@ def _detail(session: Session, alarm: Alarm) -> dict[str, Any]:
 @router.get("/alarms/{alarm_id}")
 def get_alarm(alarm_id: int, principal: Reader, session: DbSession) -> dict[str, Any]:
     return _detail(session, service.get(session, alarm_id, principal))
-
-
-class NoteIn(BaseModel):
-    note: str = Field(default="", max_length=2000)
-
-
-class AssignIn(BaseModel):
-    person_id: int | None
-
-
-class ShelveIn(BaseModel):
-    minutes: float = Field(gt=0, le=service.MAX_SHELVE_H * 60)
-    reason: str = Field(min_length=1, max_length=2000)
 
 
 @router.post("/alarms/{alarm_id}/ack")

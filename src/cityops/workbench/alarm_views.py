@@ -19,8 +19,8 @@ from starlette.datastructures import FormData
 
 from cityops.alarms import cases as _cases  # noqa: F401  (closing a case clears its alarm)
 from cityops.alarms import queries, service
-from cityops.alarms.api import AssignIn, NoteIn, ShelveIn
 from cityops.alarms.models import Alarm, RuleState
+from cityops.alarms.schemas import AssignIn, NoteIn, ShelveIn
 from cityops.auth.permissions import Permission as P
 from cityops.auth.principal import Principal, Who
 from cityops.db import utcnow

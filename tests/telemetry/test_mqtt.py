@@ -406,6 +406,44 @@ def test_two_workers_share_the_load_and_store_every_reading_once(
 
 
 @needs_broker
+def test_simulated_field_gateways_are_stored_whole(env: Env, names: Names) -> None:
+    """``cityops simulate --mqtt … --per-gateway N``: a group's readings arrive as its
+    gateway's arrays, a device without a group on its own topic; the worker stores them all."""
+    from datetime import UTC, datetime, timedelta
+
+    from cityops.telemetry.simulator import MqttSink, Simulator, devices_from_db
+
+    gateway = f"{names.tag}-gw"
+    kinds = ["rain", "gnss", "crack", "water_level", "smoke", "hydrant"]
+    grouped = {names.device(f"g{i}"): kinds[i % len(kinds)] for i in range(12)}
+    loner = names.device("solo")
+    add_devices(env, grouped, group=gateway)
+    add_devices(env, {loner: "rain"})
+    codes = [*grouped, loner]
+    with env.factory() as s:
+        fleet = devices_from_db(s, codes)
+    assert {d.code: d.group for d in fleet} == dict.fromkeys(grouped, gateway) | {loner: None}
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    readings = Simulator(fleet, seed=5).due(start, start + timedelta(minutes=30))
+    expected = sum(len(r["values"]) for r in readings)
+    with worker(env, names, f"{names.tag}-w") as w:
+        sink = MqttSink(
+            BROKER_URL,
+            topic=f"{names.prefix}/{{device}}/telemetry",
+            gateways={d.code: d.group for d in fleet},
+            per_message=5,
+        )
+        sink.send(readings)
+        totals = sink.close()
+        wait_for(lambda: count_readings(env, codes) >= expected, 30, "all stored")
+        stats = w.stats
+    assert (totals.sent, totals.failed) == (len(readings), 0)
+    assert count_readings(env, codes) == expected
+    assert stats.received < len(readings)  # arrays: fewer messages than readings
+    assert stats.rejected + stats.malformed + stats.failed == 0
+
+
+@needs_broker
 @pytest.mark.slow
 def test_a_killed_worker_loses_and_repeats_nothing_when_restarted(
     env: Env, names: Names, publisher: Publisher, tmp_path: Path

@@ -359,6 +359,57 @@ def test_mqtt_sink_publishes_one_message_per_device_and_instant(
     assert payload == {"ts": first["ts"], "values": first["values"]}
 
 
+def test_mqtt_sink_publishes_as_field_gateways(broker: str, fleet: list[SimDevice]) -> None:
+    """With gateways, a group's readings go out together — arrays of at most ``per_message``
+    on the group's topic, each reading naming its device — and a device without a group
+    still publishes its own; every reading is sent once and counted once acknowledged."""
+    import dataclasses
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    devices = [
+        dataclasses.replace(d, group="GW-A" if i < 25 else None) for i, d in enumerate(fleet[:40])
+    ]
+    got: list[tuple[str, object]] = []
+    ready = threading.Event()
+    sub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="sim-gw-test")
+    sub.on_connect = lambda c, *_: (c.subscribe("cityops/+/telemetry", qos=1), ready.set())
+    sub.on_message = lambda _c, _u, m: got.append((m.topic, json.loads(m.payload)))
+    sub.connect("127.0.0.1", int(broker.rsplit(":", 1)[1]))
+    sub.loop_start()
+    readings = Simulator(devices).due(T0, T0 + timedelta(minutes=20))
+    try:
+        assert ready.wait(5)
+        time.sleep(0.2)  # the subscription is in place
+        sink = MqttSink(broker, gateways={d.code: d.group for d in devices}, per_message=7)
+        sink.send(readings)
+        totals = sink.close()
+        assert totals.sent == len(readings) and totals.failed == 0
+        deadline = time.monotonic() + 5
+        while sum(len(p) if isinstance(p, list) else 1 for _t, p in got) < len(readings):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+    grouped = {d.code for d in devices if d.group}
+    received = []
+    for topic, payload in got:
+        if topic == "cityops/GW-A/telemetry":
+            assert isinstance(payload, list) and 1 <= len(payload) <= 7
+            assert all(item["device"] in grouped for item in payload)
+            received += [(item["device"], item["ts"], item["values"]) for item in payload]
+        else:
+            device = topic.split("/")[1]
+            assert device not in grouped and set(payload) == {"ts", "values"}
+            received.append((device, payload["ts"], payload["values"]))
+    assert any(len(p) == 7 for t, p in got if t.endswith("GW-A/telemetry"))
+    want = [(r["device"], r["ts"], r["values"]) for r in readings]
+    assert sorted(received, key=repr) == sorted(want, key=repr)
+
+
 def test_simulate_command_over_http(tmp_path: Path, small_demo: district.DemoDistrict) -> None:
     """``cityops simulate --http … --register`` against a live server on its own database."""
     import uvicorn

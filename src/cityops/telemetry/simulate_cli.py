@@ -94,6 +94,16 @@ def register(app: typer.Typer, settings_fn: Callable[[], Settings]) -> None:
         batch: Annotated[
             int, typer.Option(min=1, max=10_000, help="readings per HTTP request at most")
         ] = 2000,
+        per_gateway: Annotated[
+            int,
+            typer.Option(
+                min=0,
+                max=10_000,
+                help="--mqtt: devices in a group publish through their field gateway, up to "
+                "this many readings a message on cityops/{group}/telemetry (0: each device "
+                "publishes its own)",
+            ),
+        ] = 0,
     ) -> None:
         """Stream realistic readings (rain, slopes, water, fire, sites, traffic; see
         cityops.telemetry.simulator) for N devices from the database at R readings/s."""
@@ -108,6 +118,7 @@ def register(app: typer.Typer, settings_fn: Callable[[], Settings]) -> None:
             duration=duration,
             register=register_devices,
             batch=batch,
+            per_gateway=per_gateway,
         )
 
 
@@ -133,6 +144,7 @@ def run(
     duration: float | None,
     register: bool,
     batch: int = 2000,
+    per_gateway: int = 0,
 ) -> None:
     from cityops.auth import audit
     from cityops.db import engine_from_settings, session_factory, transaction
@@ -185,7 +197,13 @@ def run(
         sim.due_ms(int(time.time() * 1000) - 1000, int(time.time() * 1000))
     sink: Sink
     try:
-        sink = HttpSink(http, key or "", batch=batch) if http else MqttSink(mqtt or "")
+        if http:
+            sink = HttpSink(http, key or "", batch=batch)
+        elif per_gateway:
+            gateways = {d.code: d.group for d in chosen}
+            sink = MqttSink(mqtt or "", gateways=gateways, per_message=per_gateway)
+        else:
+            sink = MqttSink(mqtt or "")
     except (ConnectionError, OSError, ValueError) as exc:
         err.print(f"[bold red]无法连接 / cannot connect:[/] {exc}")
         raise typer.Exit(2) from None

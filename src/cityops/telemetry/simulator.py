@@ -45,7 +45,7 @@ import math
 import threading
 import time
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from functools import lru_cache
@@ -209,10 +209,11 @@ class SimDevice:
     lon: float
     site: str | None = None
     region_code: str = ""
+    group: str | None = None  # the device group: a field gateway may publish for it
 
     @classmethod
-    def of(cls, device: Any) -> SimDevice:
-        """From a ``Device`` row or a directory ``DeviceInfo``."""
+    def of(cls, device: Any, group: str | None = None) -> SimDevice:
+        """From a ``Device`` row (and its group's code) or a directory ``DeviceInfo``."""
         return cls(
             device.code,
             device.type_code,
@@ -220,6 +221,7 @@ class SimDevice:
             float(device.lon),
             device.site,
             device.region_code,
+            group if group is not None else getattr(device, "group", None),
         )
 
 
@@ -1079,14 +1081,19 @@ def devices_from_db(
     """Active devices (all, the named ones, or the first ``limit`` by code)."""
     from sqlalchemy import select
 
-    from cityops.telemetry.models import Device
+    from cityops.telemetry.models import Device, DeviceGroup
 
-    query = select(Device).where(Device.active.is_(True)).order_by(Device.code)
+    query = (
+        select(Device, DeviceGroup.code)
+        .outerjoin(DeviceGroup, DeviceGroup.id == Device.group_id)
+        .where(Device.active.is_(True))
+        .order_by(Device.code)
+    )
     if codes is not None:
         query = query.where(Device.code.in_(sorted(set(codes))))
     if limit is not None:
         query = query.limit(limit)
-    return [SimDevice.of(d) for d in session.scalars(query)]
+    return [SimDevice.of(d, group) for d, group in session.execute(query)]
 
 
 # --- transports -----------------------------------------------------------------------------
@@ -1205,7 +1212,11 @@ class HttpSink:
 
 class MqttSink:
     """Publish each reading at QoS 1 to ``cityops/{device}/telemetry`` as
-    ``{"ts", "values"}`` (the topic names the device). ``sent`` counts PUBACKs."""
+    ``{"ts", "values"}`` (the topic names the device) — or, with ``gateways`` (device code →
+    its group's code), as a field gateway (DTU) does: the readings of a group's devices
+    handed over at once, up to ``per_message`` of them in one array of
+    ``{"device", "ts", "values"}`` on ``cityops/{group}/telemetry`` (a device without a group
+    still publishes its own). ``sent`` counts the readings of acknowledged messages."""
 
     def __init__(
         self,
@@ -1215,6 +1226,8 @@ class MqttSink:
         topic: str = "cityops/{device}/telemetry",
         max_inflight: int = 100,  # paho slows down with thousands in flight
         timeout_s: float = 30.0,
+        gateways: Mapping[str, str | None] | None = None,
+        per_message: int = 100,
     ) -> None:
         import os
 
@@ -1227,9 +1240,13 @@ class MqttSink:
         self.broker = f"{broker.host}:{broker.port}"
         self.topic = topic
         self.timeout_s = timeout_s
+        self.gateways = gateways
+        self.per_message = per_message
         self.totals = Outcome()
         self._lock = threading.Lock()
-        self._published = 0
+        self._published = 0  # readings
+        self._sizes: dict[int, int] = {}  # message id → readings in it, until acknowledged
+        self._early: dict[int, Any] = {}  # acknowledged before publish() returned: reason
         self._connected = threading.Event()
         self._refused = ""
         self.client = mqtt.Client(
@@ -1257,16 +1274,46 @@ class MqttSink:
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         with self._lock:
-            if getattr(reason, "is_failure", False):
-                self.totals.failed += 1
-                self.totals.last_error = f"PUBACK {reason}"
+            size = self._sizes.pop(mid, None)
+            if size is None:  # publish() has not told us its size yet
+                self._early[mid] = reason
             else:
-                self.totals.sent += 1
+                self._count(size, reason)
+
+    def _count(self, size: int, reason: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            self.totals.failed += size
+            self.totals.last_error = f"PUBACK {reason}"
+        else:
+            self.totals.sent += size
+
+    def messages(self, readings: list[Reading]) -> list[tuple[str, bytes, int]]:
+        """(topic, payload, readings in it) for these readings."""
+        if self.gateways is None:
+            return [m for r in readings for m in self._own(r)]
+        out: list[tuple[str, bytes, int]] = []
+        by_group: dict[str, list[Reading]] = {}
+        for r in readings:
+            group = self.gateways.get(r["device"])
+            if group is None:
+                out += self._own(r)
+            else:
+                by_group.setdefault(group, []).append(r)
+        for group, rows in by_group.items():
+            for i in range(0, len(rows), self.per_message):
+                part = rows[i : i + self.per_message]
+                body = [{"device": r["device"], "ts": r["ts"], "values": r["values"]} for r in part]
+                out.append((self.topic.format(device=group), _dumps(body), len(part)))
+        return out
+
+    def _own(self, r: Reading) -> list[tuple[str, bytes, int]]:
+        payload = _dumps({"ts": r["ts"], "values": r["values"]})
+        return [(self.topic.format(device=r["device"]), payload, 1)]
 
     def send(self, readings: list[Reading]) -> None:
         import paho.mqtt.client as mqtt
 
-        for r in readings:
+        for topic, payload, size in self.messages(readings):
             # MQTT packet ids are 16-bit: with more than 65,535 messages outstanding a client
             # reuses ids still in flight and messages are lost, so wait below a bound.
             while True:
@@ -1275,14 +1322,18 @@ class MqttSink:
                 if outstanding < MAX_OUTSTANDING:
                     break
                 time.sleep(0.01)
-            payload = _dumps({"ts": r["ts"], "values": r["values"]})
-            info = self.client.publish(self.topic.format(device=r["device"]), payload, qos=1)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                with self._lock:
-                    self.totals.failed += 1
+            # Not under the lock: paho may call _on_publish from its thread meanwhile.
+            info = self.client.publish(topic, payload, qos=1)
+            with self._lock:
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    self.totals.failed += size
                     self.totals.last_error = mqtt.error_string(info.rc)
-            else:
-                self._published += 1
+                    continue
+                self._published += size
+                if info.mid in self._early:
+                    self._count(size, self._early.pop(info.mid))
+                else:
+                    self._sizes[info.mid] = size
 
     def stats(self) -> Outcome:
         with self._lock:

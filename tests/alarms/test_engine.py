@@ -275,3 +275,27 @@ def test_rate_look_back_reads_only_the_new_readings_on_sqlite(session: Session, 
         plan = [row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {statement}", params)]
         outer = [step for step in plan if " s " in f"{step} "]
         assert outer and all("INTEGER PRIMARY KEY (rowid>?)" in step for step in outer), plan
+
+
+def test_a_rate_rule_sees_only_the_new_readings_of_a_batch_with_repeats(
+    session: Session, kit: Kit
+) -> None:
+    """With a rate rule the batch is staged before it is stored (PostgreSQL): a batch that
+    repeats readings stored before still stores and evaluates just the new ones."""
+    rule(
+        session,
+        code="fast",
+        kind="rate",
+        scope_value="gnss",
+        metric="disp_mm",
+        params={"op": "above", "value": 10, "window_s": 3600},
+    )
+    g = kit.codes["gnss"]
+    first = [(i * 10, 100.0 + i) for i in range(5)]
+    assert feed(session, g, "disp_mm", first).stored == 5
+    again = feed(session, g, "disp_mm", [*first, (60, 104.5), (70, 115.0)])
+    assert (again.stored, again.duplicates) == (2, 5)
+    [alarm] = alarms(session)
+    assert alarm.value == pytest.approx(14.0)  # 115 against 101: the oldest in its hour
+    assert feed(session, g, "disp_mm", [(60, 104.5), (70, 115.0)]).stored == 0
+    assert alarm.count == 1

@@ -97,10 +97,12 @@ def on_readings(
     now: datetime,
     *,
     by_code: Mapping[str, DeviceInfo] | None = None,
+    rules: list[AlarmRule] | None = None,
 ) -> list[int]:
     """``devices``: by id, every device the batch's readings name (more is fine); ``by_code``
-    the same by code, if the caller has it."""
-    rules = enabled_rules(session)
+    the same by code, and ``rules`` the enabled rules, if the caller has them."""
+    if rules is None:
+        rules = enabled_rules(session)
     if not rules:
         return []
     states = States(session, (r.id for r in rules), now)

@@ -149,15 +149,18 @@ def ingest(
         if found:  # now in the cache too
             by_code, by_id = directory.known(session)
     result = Result(received=len(items), rejected=rejected)
-    batch = store.store(session, rows, now)
+    from cityops.alarms import engine
+    from cityops.alarms.models import Kind
+
+    rules = engine.enabled_rules(session) if rows else []
+    look_back = any(r.kind == Kind.rate for r in rules)
+    batch = store.store(session, rows, now, look_back=look_back)
     result.stored = batch.count
     result.duplicates = len(rows) - batch.count
     if batch.count and session.get_bind().dialect.name == "postgresql":
         lock_devices(session, set(map(itemgetter(0), batch.new)))
     if batch.count:
-        from cityops.alarms import engine
-
-        result.alarms = engine.on_readings(session, batch, by_id, now, by_code=by_code)
+        result.alarms = engine.on_readings(session, batch, by_id, now, by_code=by_code, rules=rules)
     if fold and batch.count:
         from cityops.telemetry import fold as folding
 

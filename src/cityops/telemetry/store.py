@@ -14,8 +14,9 @@ little more than the raw write:
   duplicate in the batch) the savepoint is rolled back and the batch goes through a temporary
   staging table with ``ON CONFLICT DO NOTHING RETURNING`` instead, so the rules see only the
   new readings; that stays exact when two workers store the same reading at the same moment.
-  A rate-of-change rule looks back from each new reading in SQL: for it the new readings are
-  copied to the staging table (only then).
+  A rate-of-change rule looks back from each new reading in SQL, from the staging table: when
+  one is enabled (``look_back``) the batch is copied there first and moved into its partition
+  with one ``INSERT … SELECT`` (one pass of Python over the rows, not two).
 
 Nothing here touches the roll-ups or the latest values: ``cityops.telemetry.fold`` folds the
 new readings in (in the same transaction when ``ingest(fold=True)``, else in the background).
@@ -141,11 +142,14 @@ class Batch:
         return next((int(t) for (t,) in stamps if t not in new), None)
 
 
-def store(session: Session, rows: list[Row], now: datetime) -> Batch:
+def store(session: Session, rows: list[Row], now: datetime, *, look_back: bool = False) -> Batch:
+    """``look_back``: a rule will look back from each new reading (``Batch.source``) — on
+    PostgreSQL the batch is then staged first and moved into its partition by the server,
+    rather than copied twice."""
     if not rows:
         return Batch(session, rows, [])
     if session.get_bind().dialect.name == "postgresql":
-        return _store_pg(session, rows, now)
+        return _store_pg(session, rows, now, look_back)
     return _store_sqlite(session, rows, now)
 
 
@@ -244,6 +248,11 @@ _PG_MOVE = """
     ON CONFLICT DO NOTHING
     RETURNING device_id, metric, ts, value
 """
+# Every staged reading new (the common case): moved as they are; a duplicate raises.
+_PG_PLACE = (
+    "INSERT INTO {table} (device_id, metric, ts, value)"
+    " SELECT device_id, metric, ts, value FROM reading_stage"
+)
 # One row per storing transaction (several batches of one transaction share it).
 _PG_LOG = """
     INSERT INTO reading_batches (upto, received_at) VALUES (txid_current(), %(now)s)
@@ -253,7 +262,7 @@ _PG_LOG = """
 PENDING = "cityops_readings_unfolded"  # session.info: this transaction stored readings
 
 
-def _store_pg(session: Session, rows: list[Row], now: datetime) -> Batch:
+def _store_pg(session: Session, rows: list[Row], now: datetime, look_back: bool) -> Batch:
     import psycopg
 
     from cityops.telemetry import partitions
@@ -263,18 +272,24 @@ def _store_pg(session: Session, rows: list[Row], now: datetime) -> Batch:
     partitions.ensure_for(session, (low, high))
     conn = session.connection()
     raw: Any = conn.connection.dbapi_connection  # psycopg's connection: COPY is not DB-API
-    staged = False
+    staged = look_back
+    table = _month_table(low, high)
     with raw.cursor() as cur:
+        if staged:
+            _stage(cur, rows)
         cur.execute("SAVEPOINT cityops_store")
         try:
-            table = _month_table(low, high)
-            with cur.copy(f"COPY {table} (device_id, metric, ts, value) FROM STDIN") as copy:
-                _write(copy, rows)
+            if staged:
+                cur.execute(_PG_PLACE.format(table=table))
+            else:
+                with cur.copy(f"COPY {table} (device_id, metric, ts, value) FROM STDIN") as copy:
+                    _write(copy, rows)
         except psycopg.errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT cityops_store")
             cur.execute("RELEASE SAVEPOINT cityops_store")
-            _stage(cur, rows)
-            staged = True
+            if not staged:
+                _stage(cur, rows)
+                staged = True
             cur.execute(_PG_MOVE)
             new: list[Row] = [tuple(r) for r in cur.fetchall()]
         else:

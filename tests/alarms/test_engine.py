@@ -24,6 +24,18 @@ def rule(session: Session, **data: Any) -> Any:
     return rules.upsert(session, base | data, NOW)
 
 
+def gnss_rise(session: Session, value: float, **params: Any) -> Any:
+    """A rate rule on the GNSS stations: a rise of more than ``value`` mm within an hour."""
+    return rule(
+        session,
+        code="fast",
+        kind="rate",
+        scope_value="gnss",
+        metric="disp_mm",
+        params={"op": "above", "value": value, "window_s": 3600, **params},
+    )
+
+
 def feed(session: Session, device: str, metric: str, points: list[tuple[float, float]]) -> Any:
     batch = [{"device": device, "metric": metric, "ts": ms(t), "value": v} for t, v in points]
     return ingest(session, batch, LATER)
@@ -84,14 +96,7 @@ def test_minimum_duration(session: Session, kit: Kit) -> None:
 
 
 def test_rate_of_change_over_a_window(session: Session, kit: Kit) -> None:
-    rule(
-        session,
-        code="fast",
-        kind="rate",
-        scope_value="gnss",
-        metric="disp_mm",
-        params={"op": "above", "value": 10, "clear": 5, "window_s": 3600},
-    )
+    gnss_rise(session, 10, clear=5)
     g = kit.codes["gnss"]
     # 1 mm/h creep: no alarm; then 12 mm within the hour.
     feed(session, g, "disp_mm", [(i * 60, 100 + i) for i in range(5)])
@@ -245,14 +250,7 @@ def test_rate_look_back_reads_only_the_new_readings_on_sqlite(session: Session, 
         pytest.skip("SQLite's query planner")
     from sqlalchemy import event
 
-    rule(
-        session,
-        code="fast",
-        kind="rate",
-        scope_value="gnss",
-        metric="disp_mm",
-        params={"op": "above", "value": 1, "window_s": 3600},
-    )
+    gnss_rise(session, 1)
     g = kit.codes["gnss"]
     feed(session, g, "disp_mm", [(i, 100.0) for i in range(20)])
     seen: list[tuple[str, Any]] = []
@@ -282,14 +280,7 @@ def test_a_rate_rule_sees_only_the_new_readings_of_a_batch_with_repeats(
 ) -> None:
     """With a rate rule the batch is staged before it is stored (PostgreSQL): a batch that
     repeats readings stored before still stores and evaluates just the new ones."""
-    rule(
-        session,
-        code="fast",
-        kind="rate",
-        scope_value="gnss",
-        metric="disp_mm",
-        params={"op": "above", "value": 10, "window_s": 3600},
-    )
+    gnss_rise(session, 10)
     g = kit.codes["gnss"]
     first = [(i * 10, 100.0 + i) for i in range(5)]
     assert feed(session, g, "disp_mm", first).stored == 5

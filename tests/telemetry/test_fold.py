@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from cityops.db import session_factory, transaction, utcnow
 from cityops.telemetry import fold
@@ -192,6 +192,37 @@ def test_a_folder_paces_itself_and_leaves_rounds_to_others(own_db: Engine) -> No
         assert folder._folded_lately() is left_out
 
 
+def with_device(engine: Engine, code: str) -> sessionmaker[Session]:
+    """A GNSS station ``code`` registered and everything before it folded; a writer factory."""
+    factory = session_factory(engine, writer=True)
+    with transaction(factory) as s:
+        bare_devices(s, {code: "gnss"})
+    fold.catch_up(factory, LATER, wait=True)
+    return factory
+
+
+def one_series(code: str, n: int) -> list[dict[str, Any]]:
+    """``n`` readings of one GNSS series a second apart, valued 0 … n - 1."""
+    return [
+        {"device": code, "metric": "disp_mm", "ts": NOW_MS + i * 1000, "value": float(i)}
+        for i in range(n)
+    ]
+
+
+def assert_folded_once(engine: Engine, code: str, n: int) -> None:
+    """Nothing left to fold, a waiting fold finds nothing more, and the series' hour holds
+    each of its ``n`` readings once."""
+    assert fold.catch_up(session_factory(engine, writer=True), LATER, wait=True) == 0
+    with Session(engine) as s:
+        assert fold.pending(s) == 0
+        hour = s.scalars(
+            select(Rollup1h)
+            .join(Device, Device.id == Rollup1h.device_id)
+            .where(Device.code == code)
+        ).one()
+        assert (hour.n, hour.vmin, hour.vmax) == (n, 0.0, n - 1.0)
+
+
 def test_a_long_writing_transaction_elsewhere_delays_folds_but_not_a_waiting_one(
     own_db: Engine,
 ) -> None:
@@ -201,14 +232,8 @@ def test_a_long_writing_transaction_elsewhere_delays_folds_but_not_a_waiting_one
     fold takes them again."""
     if own_db.dialect.name != "postgresql":
         pytest.skip("SQLite folds by rowid: one writer at a time")
-    factory = session_factory(own_db, writer=True)
-    with transaction(factory) as s:
-        bare_devices(s, {"L-GNSS": "gnss"})
-    fold.catch_up(factory, LATER, wait=True)
-    items = [
-        {"device": "L-GNSS", "metric": "disp_mm", "ts": NOW_MS + i * 1000, "value": float(i)}
-        for i in range(30)
-    ]
+    factory = with_device(own_db, "L-GNSS")
+    items = one_series("L-GNSS", 30)
     with own_db.connect() as long_running:
         long_running.exec_driver_sql("SELECT txid_current()")  # writing: it holds an id
         with transaction(factory) as s:
@@ -216,15 +241,7 @@ def test_a_long_writing_transaction_elsewhere_delays_folds_but_not_a_waiting_one
         assert fold.catch_up(factory, LATER) == 0  # the horizon is held back
         assert fold.catch_up(factory, LATER, wait=True) == 30
         long_running.rollback()
-    assert fold.catch_up(factory, LATER, wait=True) == 0  # never twice
-    with Session(own_db) as s:
-        assert fold.pending(s) == 0
-        hour = s.scalars(
-            select(Rollup1h)
-            .join(Device, Device.id == Rollup1h.device_id)
-            .where(Device.code == "L-GNSS")
-        ).one()
-        assert (hour.n, hour.vmin, hour.vmax) == (30, 0.0, 29.0)
+    assert_folded_once(own_db, "L-GNSS", 30)  # and never twice
 
 
 def test_a_background_folder_passes_a_horizon_held_back_too_long(own_db: Engine) -> None:
@@ -232,14 +249,8 @@ def test_a_background_folder_passes_a_horizon_held_back_too_long(own_db: Engine)
     for ``held_back_s``, then folds past it, exactly once."""
     if own_db.dialect.name != "postgresql":
         pytest.skip("SQLite folds by rowid: one writer at a time")
-    factory = session_factory(own_db, writer=True)
-    with transaction(factory) as s:
-        bare_devices(s, {"H-GNSS": "gnss"})
-    fold.catch_up(factory, LATER, wait=True)
-    items = [
-        {"device": "H-GNSS", "metric": "disp_mm", "ts": NOW_MS + i * 1000, "value": float(i)}
-        for i in range(20)
-    ]
+    factory = with_device(own_db, "H-GNSS")
+    items = one_series("H-GNSS", 20)
     folder = fold.Folder(factory, interval_s=0.01)
     with own_db.connect() as long_running:
         long_running.exec_driver_sql("SELECT txid_current()")  # writing: it holds an id
@@ -257,15 +268,7 @@ def test_a_background_folder_passes_a_horizon_held_back_too_long(own_db: Engine)
             ingest(s, items[10:], LATER, fold=False, directory=Directory())
         assert folder.round() == 10  # still held: each round passes it again
         long_running.rollback()
-    assert fold.catch_up(factory, LATER, wait=True) == 0  # never twice
-    with Session(own_db) as s:
-        assert fold.pending(s) == 0
-        hour = s.scalars(
-            select(Rollup1h)
-            .join(Device, Device.id == Rollup1h.device_id)
-            .where(Device.code == "H-GNSS")
-        ).one()
-        assert (hour.n, hour.vmin, hour.vmax) == (20, 0.0, 19.0)
+    assert_folded_once(own_db, "H-GNSS", 20)  # and never twice
 
 
 def test_one_fold_taking_readings_by_two_routes_counts_each_minute_once(own_db: Engine) -> None:
@@ -273,14 +276,8 @@ def test_one_fold_taking_readings_by_two_routes_counts_each_minute_once(own_db: 
     it in one go: readings of the same minute by both routes make one 1-minute roll-up."""
     if own_db.dialect.name != "postgresql":
         pytest.skip("SQLite folds by rowid: one route")
-    factory = session_factory(own_db, writer=True)
-    with transaction(factory) as s:
-        bare_devices(s, {"M-GNSS": "gnss"})
-    fold.catch_up(factory, LATER, wait=True)
-    items = [
-        {"device": "M-GNSS", "metric": "disp_mm", "ts": NOW_MS + i * 1000, "value": float(i)}
-        for i in range(30)
-    ]  # one minute
+    factory = with_device(own_db, "M-GNSS")
+    items = one_series("M-GNSS", 30)  # one minute
     directory = Directory()
     with transaction(factory) as s:
         ingest(s, items[:15], LATER, fold=False, directory=directory)  # below the horizon

@@ -15,8 +15,10 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, func, select
@@ -325,15 +327,14 @@ def broker(tmp_path: Path) -> Iterator[str]:
         proc.wait(timeout=5)
 
 
-def test_mqtt_sink_publishes_one_message_per_device_and_instant(
-    broker: str, fleet: list[SimDevice]
-) -> None:
+@contextmanager
+def listening(broker: str, client_id: str, got: list[tuple[str, Any]]) -> Iterator[None]:
+    """A subscriber on ``cityops/+/telemetry`` appending (topic, parsed payload) to ``got``."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    got: list[tuple[str, dict]] = []
     ready = threading.Event()
-    sub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="sim-test")
+    sub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id)
     sub.on_connect = lambda c, *_: (c.subscribe("cityops/+/telemetry", qos=1), ready.set())
     sub.on_message = lambda _c, _u, m: got.append((m.topic, json.loads(m.payload)))
     sub.connect("127.0.0.1", int(broker.rsplit(":", 1)[1]))
@@ -341,6 +342,17 @@ def test_mqtt_sink_publishes_one_message_per_device_and_instant(
     try:
         assert ready.wait(5)
         time.sleep(0.2)  # the subscription is in place
+        yield
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+
+
+def test_mqtt_sink_publishes_one_message_per_device_and_instant(
+    broker: str, fleet: list[SimDevice]
+) -> None:
+    got: list[tuple[str, Any]] = []
+    with listening(broker, "sim-test", got):
         readings = Simulator(fleet[:40]).due(T0, T0 + timedelta(minutes=20))
         sink = MqttSink(broker)
         sink.send(readings)
@@ -349,9 +361,6 @@ def test_mqtt_sink_publishes_one_message_per_device_and_instant(
         deadline = time.monotonic() + 5
         while len(got) < len(readings) and time.monotonic() < deadline:
             time.sleep(0.05)
-    finally:
-        sub.loop_stop()
-        sub.disconnect()
     assert len(got) == len(readings)
     first = readings[0]
     topic, payload = got[0]
@@ -365,23 +374,12 @@ def test_mqtt_sink_publishes_as_field_gateways(broker: str, fleet: list[SimDevic
     still publishes its own; every reading is sent once and counted once acknowledged."""
     import dataclasses
 
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
     devices = [
         dataclasses.replace(d, group="GW-A" if i < 25 else None) for i, d in enumerate(fleet[:40])
     ]
-    got: list[tuple[str, object]] = []
-    ready = threading.Event()
-    sub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="sim-gw-test")
-    sub.on_connect = lambda c, *_: (c.subscribe("cityops/+/telemetry", qos=1), ready.set())
-    sub.on_message = lambda _c, _u, m: got.append((m.topic, json.loads(m.payload)))
-    sub.connect("127.0.0.1", int(broker.rsplit(":", 1)[1]))
-    sub.loop_start()
+    got: list[tuple[str, Any]] = []
     readings = Simulator(devices).due(T0, T0 + timedelta(minutes=20))
-    try:
-        assert ready.wait(5)
-        time.sleep(0.2)  # the subscription is in place
+    with listening(broker, "sim-gw-test", got):
         sink = MqttSink(broker, gateways={d.code: d.group for d in devices}, per_message=7)
         sink.send(readings)
         totals = sink.close()
@@ -391,9 +389,6 @@ def test_mqtt_sink_publishes_as_field_gateways(broker: str, fleet: list[SimDevic
             if time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-    finally:
-        sub.loop_stop()
-        sub.disconnect()
     grouped = {d.code for d in devices if d.group}
     received = []
     for topic, payload in got:

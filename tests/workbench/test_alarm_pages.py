@@ -227,3 +227,79 @@ def test_forms_follow_the_state_and_an_ack_records_who(
         int(i)
         for i in re.findall(r'data-alarm="(\d+)"', shift.get("/workbench/alarms?acked=false").text)
     }
+
+
+def test_a_sensor_alarm_shows_its_curve_with_the_rule_lines(
+    person: PersonFor, alarms: Alarms, session: Session
+) -> None:
+    """A sensor's alarm page draws the watched metric from hours before the alarm until now,
+    with the rule's alarm and clear lines and the moment it was raised — and says the same
+    in words; an alarm from no single sensor has no curve."""
+    import json
+
+    from cityops.alarms import rules
+    from cityops.geo.models import Region
+    from cityops.telemetry import service as tsvc
+    from cityops.telemetry.ingest import ingest
+
+    grid = session.scalars(
+        select(Region).where(Region.level == "grid").order_by(Region.code)
+    ).first()
+    assert grid is not None
+    now = utcnow()
+    tsvc.load_types(session, tsvc.default_types(), now)
+    tsvc.create_device(
+        session,
+        tsvc.DeviceInput(
+            code="WB-HYD-CURVE",
+            type="hydrant",
+            name="曲线测试消火栓",
+            lat=grid.center_lat,
+            lon=grid.center_lon,
+        ),
+        now,
+    )
+    rules.upsert(
+        session,
+        {
+            "code": "wb-curve",
+            "name": "管网低压",
+            "kind": "threshold",
+            "scope": "device",
+            "scope_value": "WB-HYD-CURVE",
+            "metric": "pressure_mpa",
+            "params": {"op": "below", "value": 0.1, "clear": 0.14},
+            "severity": "major",
+        },
+        now,
+    )
+    start = int(now.timestamp() * 1000) - 40 * 60_000
+    values = [round(0.3 - i * 0.008, 3) for i in range(25)] + [0.05]  # sinking, then below
+    readings = [
+        {"device": "WB-HYD-CURVE", "metric": "pressure_mpa", "ts": start + i * 60_000, "value": v}
+        for i, v in enumerate(values)
+    ]
+    raised = ingest(session, readings, now).alarms
+    alarm = session.get(Alarm, raised[0])
+    assert alarm is not None and alarm.value == 0.05
+
+    page = person("demo-shift").get(f"/workbench/alarms/{alarm.id}")
+    assert page.status_code == 200
+    found = re.search(
+        r'<script type="application/json" id="curve-config">(.*?)</script>', page.text
+    )
+    assert found, "no curve on a sensor alarm's page"
+    curve = json.loads(found.group(1))
+    assert curve["lines"] == [{"kind": "raise", "value": 0.1}, {"kind": "clear", "value": 0.14}]
+    assert curve["raised"] == int(alarm.first_seen.timestamp() * 1000)
+    assert curve["unit"] == "MPa" and curve["cleared"] is None
+    lows, highs, lasts = zip(*[(p[1], p[2], p[3]) for p in curve["points"]], strict=True)
+    assert min(lows) == 0.05 and max(highs) == 0.3 and lasts[-1] == 0.05
+    summary = re.sub(
+        r"\s+", " ", page.text.split('id="curve-summary"')[1].split("</figcaption>")[0]
+    )
+    assert "共 26 个读数" in summary and "最新 0.05 MPa" in summary
+    assert "报警线 0.1 MPa，解除线 0.14 MPa" in summary
+
+    other = person("demo-shift").get(f"/workbench/alarms/{alarms.active.id}")
+    assert other.status_code == 200 and "curve-config" not in other.text

@@ -61,6 +61,29 @@ _ALARMS: dict[str, dict[str, str]] = {
     "wb_al_comments": {"zh": "备注", "en": "Comments"},
     "wb_al_no_comments": {"zh": "暂无备注", "en": "No comments yet"},
     "wb_al_history": {"zh": "告警历史", "en": "History"},
+    "wb_al_curve": {"zh": "传感器曲线", "en": "Sensor curve"},
+    "wb_al_curve_summary": {
+        "zh": "{label}：{start} 至 {end} 共 {count} 个读数，"
+        "最高 {peak}{unit}，最低 {low}{unit}，最新 {latest}{unit}。",
+        "en": "{label}: {count} readings from {start} to {end}; "
+        "highest {peak}{unit}, lowest {low}{unit}, latest {latest}{unit}.",
+    },
+    "wb_al_curve_lines": {
+        "zh": "报警线 {raise_}{unit}，解除线 {clear}{unit}。",
+        "en": "Alarm line {raise_}{unit}, clear line {clear}{unit}.",
+    },
+    "wb_al_curve_line": {"zh": "报警线 {raise_}{unit}。", "en": "Alarm line {raise_}{unit}."},
+    "wb_al_curve_rate": {
+        "zh": "本规则按一段时间内的变化量判断（见告警消息），曲线为原始读数。",
+        "en": "This rule judges the change over a time window (see the message); "
+        "the curve shows the readings themselves.",
+    },
+    "wb_al_curve_js_value": {"zh": "读数", "en": "Reading"},
+    "wb_al_curve_js_range": {"zh": "区间最低–最高", "en": "Low–high in interval"},
+    "wb_al_curve_js_raise": {"zh": "报警线", "en": "Alarm line"},
+    "wb_al_curve_js_clear": {"zh": "解除线", "en": "Clear line"},
+    "wb_al_curve_js_raised": {"zh": "报警", "en": "Raised"},
+    "wb_al_curve_js_cleared": {"zh": "解除", "en": "Cleared"},
     "wb_al_no_actions": {
         "zh": "当前状态下没有可执行的操作。",
         "en": "There is nothing to do to this alarm in its state.",

@@ -30,7 +30,7 @@ from cityops.org.models import Person
 from cityops.telemetry.models import Device
 from cityops.web.i18n import pick_language, translator
 from cityops.web.views import MaybePrincipal
-from cityops.workbench import shell
+from cityops.workbench import alarm_curve, shell
 
 router = APIRouter(include_in_schema=False)
 
@@ -246,10 +246,12 @@ def alarm_context(
         if alarm.assignee_person_id is not None
         else None
     )
+    device = session.get(Device, alarm.device_id) if alarm.device_id is not None else None
     return {
         "alarm": alarm,
         "rule": rule,
-        "device": session.get(Device, alarm.device_id) if alarm.device_id is not None else None,
+        "device": device,
+        "curve": alarm_curve.curve(session, alarm, rule, device, now),
         "regions": _region_path(session, alarm.region_code),
         "case_code": queries.case_code(session, alarm),
         "assignee": assignee,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import requests
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from cityops.db import utcnow
 from tests.web.conftest import LiveServer, shot, sign_in
@@ -83,7 +83,9 @@ def _sinking_hydrant(live: LiveServer) -> int:
     return int(result["alarms"][0])
 
 
-def test_the_alarm_page_draws_the_sensor_curve(live: LiveServer, page: Page) -> None:
+def test_the_alarm_page_draws_the_sensor_curve(
+    live: LiveServer, page: Page, browser: Browser
+) -> None:
     alarm = _sinking_hydrant(live)
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -113,3 +115,13 @@ def test_the_alarm_page_draws_the_sensor_curve(live: LiveServer, page: Page) -> 
     expect(page.locator(".notice-ok")).to_be_visible()
     expect(page.locator("#alarm-curve")).to_have_attribute("data-ready", "true")
     assert errors == []
+
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN").new_page()
+    sign_in(phone, live, "demo-shift", f"/workbench/alarms/{alarm}")
+    expect(phone.locator("#alarm-curve")).to_have_attribute("data-ready", "true", timeout=15_000)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390  # one column
+    chart = phone.locator("#alarm-curve").bounding_box()
+    assert chart is not None and 300 <= chart["width"] <= 390
+    phone.locator("#curve-title").scroll_into_view_if_needed()
+    shot(phone, "workbench-alarm-curve-phone")
+    phone.context.close()

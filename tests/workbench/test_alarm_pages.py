@@ -286,7 +286,7 @@ def test_a_sensor_alarm_shows_its_curve_with_the_rule_lines(
     page = person("demo-shift").get(f"/workbench/alarms/{alarm.id}")
     assert page.status_code == 200
     found = re.search(
-        r'<script type="application/json" id="curve-config">(.*?)</script>', page.text
+        r'<script type="application/json" id="alarm-curve-config">(.*?)</script>', page.text
     )
     assert found, "no curve on a sensor alarm's page"
     curve = json.loads(found.group(1))
@@ -296,10 +296,10 @@ def test_a_sensor_alarm_shows_its_curve_with_the_rule_lines(
     lows, highs, lasts = zip(*[(p[1], p[2], p[3]) for p in curve["points"]], strict=True)
     assert min(lows) == 0.05 and max(highs) == 0.3 and lasts[-1] == 0.05
     summary = re.sub(
-        r"\s+", " ", page.text.split('id="curve-summary"')[1].split("</figcaption>")[0]
+        r"\s+", " ", page.text.split('id="alarm-curve-summary"')[1].split("</figcaption>")[0]
     )
     assert "共 26 个读数" in summary and "最新 0.05 MPa" in summary
     assert "报警线 0.1 MPa，解除线 0.14 MPa" in summary
 
     other = person("demo-shift").get(f"/workbench/alarms/{alarms.active.id}")
-    assert other.status_code == 200 and "curve-config" not in other.text
+    assert other.status_code == 200 and "alarm-curve-config" not in other.text

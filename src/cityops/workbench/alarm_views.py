@@ -30,7 +30,7 @@ from cityops.org.models import Person
 from cityops.telemetry.models import Device
 from cityops.web.i18n import pick_language, translator
 from cityops.web.views import MaybePrincipal
-from cityops.workbench import alarm_curve, shell
+from cityops.workbench import curves, shell
 
 router = APIRouter(include_in_schema=False)
 
@@ -251,7 +251,7 @@ def alarm_context(
         "alarm": alarm,
         "rule": rule,
         "device": device,
-        "curve": alarm_curve.curve(session, alarm, rule, device, now),
+        "curve": curves.alarm_curve(session, alarm, rule, device, now),
         "regions": _region_path(session, alarm.region_code),
         "case_code": queries.case_code(session, alarm),
         "assignee": assignee,

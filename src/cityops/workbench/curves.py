@@ -1,0 +1,114 @@
+"""Sensor curves for the workbench: on an alarm's page the metric its rule watches, from some
+hours before the alarm was raised until it cleared (or now), with the rule's lines — what a
+duty officer looks at before acknowledging; on a device's page each of its metrics over the
+last day. Drawn by static/wb/curve.js from the points embedded in the page."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from cityops.alarms import conditions
+from cityops.alarms.models import Alarm, AlarmRule, Kind
+from cityops.errors import InvalidInput
+from cityops.telemetry import service as telemetry
+from cityops.telemetry.models import Device, DeviceType
+
+BEFORE = timedelta(hours=6)  # of the alarm's first reading
+AFTER = timedelta(hours=2)  # of its clearing
+DEVICE_SPAN = timedelta(hours=24)  # a device page's curves
+POINTS = 300
+RAW_SPAN = timedelta(days=1)
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def metrics_of(session: Session, device: Device) -> list[dict[str, Any]]:
+    """The metrics the device's type declares: name, label (zh, en), unit."""
+    kind = session.get(DeviceType, device.type_code)
+    return [
+        {
+            "metric": m["name"],
+            "label": m.get("label") or m["name"],
+            "label_en": m.get("label_en") or m.get("label") or m["name"],
+            "unit": m.get("unit") or "",
+        }
+        for m in (kind.metrics if kind else [])
+        if m.get("name")
+    ]
+
+
+def series_curve(
+    session: Session, device: Device, metric: str, start: datetime, end: datetime
+) -> dict[str, Any] | None:
+    """One metric of one device between two instants, or None when it has no readings."""
+    meta = next(
+        (m for m in metrics_of(session, device) if m["metric"] == metric),
+        {"metric": metric, "label": metric, "label_en": metric, "unit": ""},
+    )
+    # Raw readings for up to a day: the newest reading is drawn at once, not after the next
+    # fold; longer spans come from the roll-ups.
+    resolution = "raw" if end - start <= RAW_SPAN else "auto"
+    try:
+        _res, width, points = telemetry.series(
+            session, device, metric, _ms(start), _ms(end), resolution=resolution, points=POINTS
+        )
+    except InvalidInput:
+        return None
+    if not points:
+        return None
+    return {
+        **meta,
+        "width_ms": width,
+        "start": start,
+        "end": end,
+        "lines": [],
+        "raised": None,
+        "cleared": None,
+        "rate": False,
+        # [bucket start, min, max, last]: the band and the line drawn through it
+        "points": [[p.ts, p.min, p.max, p.last] for p in points],
+        "count": sum(p.n for p in points),
+        "peak": max(p.max for p in points),
+        "low": min(p.min for p in points),
+        "latest": points[-1].last,
+    }
+
+
+def alarm_curve(
+    session: Session, alarm: Alarm, rule: AlarmRule, device: Device | None, now: datetime
+) -> dict[str, Any] | None:
+    """The alarm's chart, or None when it watches no single sensor's metric (a composite or
+    no-data rule) or there is nothing to draw."""
+    if device is None or not rule.metric or rule.kind not in (Kind.threshold, Kind.rate):
+        return None
+    end = now
+    if alarm.condition == "cleared":
+        end = min(now, (alarm.cleared_at or alarm.last_seen) + AFTER)
+    end = max(end, alarm.last_seen + timedelta(minutes=1))
+    curve = series_curve(session, device, str(rule.metric), alarm.first_seen - BEFORE, end)
+    if curve is None:
+        return None
+    if rule.kind == Kind.threshold:
+        test = conditions.threshold(rule.params)
+        curve["lines"].append({"kind": "raise", "value": test.value})
+        if test.clear != test.value:
+            curve["lines"].append({"kind": "clear", "value": test.clear})
+    curve["rate"] = rule.kind == Kind.rate
+    curve["raised"] = _ms(alarm.first_seen)
+    curve["cleared"] = _ms(alarm.cleared_at) if alarm.cleared_at else None
+    return curve
+
+
+def device_curves(session: Session, device: Device, now: datetime) -> list[dict[str, Any]]:
+    """Each metric of the device over the last day (those with readings)."""
+    out = []
+    for m in metrics_of(session, device):
+        curve = series_curve(session, device, m["metric"], now - DEVICE_SPAN, now)
+        if curve is not None:
+            out.append(curve)
+    return out

@@ -42,6 +42,7 @@ ROUTER_MODULES = [
     "cityops.workbench.case_views",
     "cityops.workbench.evaluation_views",
     "cityops.workbench.alarm_views",
+    "cityops.workbench.device_views",
     "cityops.workbench.warning_views",
 ]
 

@@ -80,6 +80,8 @@ PUBLIC = {
     # checked in the page; tests/workbench/test_alarm_pages.py, test_warning_pages.py).
     ("GET", "/workbench/alarms"),
     ("GET", "/workbench/alarms/{alarm_id}"),
+    ("GET", "/workbench/devices"),
+    ("GET", "/workbench/devices/{code}"),
     ("POST", "/workbench/alarms/{alarm_id}/{action}"),
     ("GET", "/workbench/warnings"),
     ("GET", "/workbench/warnings/{code}"),

@@ -1,7 +1,8 @@
-"""An alarm's page in Debian's Chromium: a hydrant whose pressure sinks below its rule's line
-raises an alarm through the HTTP API; the duty officer's page draws the sensor curve with the
-rule's lines (an image with a name and a summary in words), in Chinese and in English, and
-acknowledges the alarm from the same page."""
+"""An alarm's page and its device's in Debian's Chromium: a hydrant whose pressure sinks below
+its rule's line raises an alarm through the HTTP API; the duty officer's page draws the sensor
+curve with the rule's lines (an image with a name and a summary in words), in Chinese and in
+English, and acknowledges the alarm from the same page; the device list shows it online with
+its newest value, and its page draws its last day."""
 
 from __future__ import annotations
 
@@ -114,6 +115,21 @@ def test_the_alarm_page_draws_the_sensor_curve(
     page.wait_for_load_state()
     expect(page.locator(".notice-ok")).to_be_visible()
     expect(page.locator("#alarm-curve")).to_have_attribute("data-ready", "true")
+
+    # The device's own page, from the list: its curve, its open alarm.
+    page.goto(f"{live.url}/workbench/devices?lang=zh")
+    row = page.locator('tr[data-device="WBA-HYD-1"]')
+    expect(row).to_contain_text("在线")
+    expect(row).to_contain_text("0.06")
+    shot(page, "workbench-devices")
+    row.locator("a").click()
+    page.wait_for_load_state()
+    chart = page.locator("#curve-pressure_mpa")
+    expect(chart).to_have_attribute("data-ready", "true", timeout=15_000)
+    expect(chart.locator("canvas")).to_have_count(1)
+    expect(page.locator("#alarms-title")).to_have_text("未关闭的告警")
+    expect(page.locator("main")).to_contain_text("消火栓管网低压")
+    shot(page, "workbench-device")
     assert errors == []
 
     phone = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN").new_page()

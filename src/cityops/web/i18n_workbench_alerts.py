@@ -465,8 +465,50 @@ _CHART_STRINGS: dict[str, dict[str, str]] = {
 }
 CHART_KEYS = tuple(_CHART_STRINGS)
 
+_DEVICES = {
+    "wb_nav_devices": {"zh": "监测设备", "en": "Devices"},
+    "wb_dev_title": {"zh": "监测设备", "en": "Devices"},
+    "wb_dev_lead": {
+        "zh": "辖区内的传感器：是否在线（按设备类型的上报周期判断）、最近上报时间和最新读数。",
+        "en": "The sensors in your area: online or not (by their type's reporting interval), "
+        "when each last reported and its newest values.",
+    },
+    "wb_dev_type": {"zh": "设备类型", "en": "Type"},
+    "wb_dev_status": {"zh": "状态", "en": "Status"},
+    "wb_dev_online": {"zh": "在线", "en": "Online"},
+    "wb_dev_offline": {"zh": "离线", "en": "Offline"},
+    "wb_dev_inactive": {"zh": "已停用", "en": "Retired"},
+    "wb_dev_counts": {
+        "zh": "共 {total} 台 · 在线 {online} · 离线 {offline}",
+        "en": "{total} devices · {online} online · {offline} offline",
+    },
+    "wb_dev_shown": {"zh": "列出 {n} 台", "en": "{n} listed"},
+    "wb_dev_col_device": {"zh": "设备", "en": "Device"},
+    "wb_dev_col_last": {"zh": "最近上报", "en": "Last report"},
+    "wb_dev_col_values": {"zh": "最新读数", "en": "Newest values"},
+    "wb_dev_never": {"zh": "从未上报", "en": "Never"},
+    "wb_dev_empty": {"zh": "没有符合条件的设备。", "en": "No devices match."},
+    "wb_dev_not_found": {
+        "zh": "找不到这台设备，或它不在您的辖区内。",
+        "en": "There is no such device in your area.",
+    },
+    "wb_dev_back": {"zh": "返回设备列表", "en": "Back to devices"},
+    "wb_dev_details": {"zh": "设备信息", "en": "Details"},
+    "wb_dev_model": {"zh": "型号", "en": "Model"},
+    "wb_dev_group": {"zh": "设备组（网关）", "en": "Group (gateway)"},
+    "wb_dev_site": {"zh": "监测站点", "en": "Site"},
+    "wb_dev_values": {"zh": "最新读数", "en": "Newest values"},
+    "wb_dev_no_values": {"zh": "尚无读数。", "en": "No readings yet."},
+    "wb_dev_curves": {"zh": "近 24 小时曲线", "en": "The last 24 hours"},
+    "wb_dev_no_curves": {"zh": "近 24 小时没有读数。", "en": "No readings in the last 24 hours."},
+    "wb_dev_alarms": {"zh": "未关闭的告警", "en": "Open alarms"},
+    "wb_dev_no_alarms": {"zh": "没有未关闭的告警。", "en": "No open alarms."},
+}
+
+
 WORKBENCH_ALERT_STRINGS: dict[str, dict[str, str]] = {
     **_ALARMS,
+    **_DEVICES,
     **_WARNINGS,
     **{f"wb_wa_js_{key}": value for key, value in _CHART_STRINGS.items()},
 }

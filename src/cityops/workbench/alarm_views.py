@@ -135,12 +135,10 @@ def alarm_list(
     region: Annotated[str | None, Query(pattern=REGION_PATTERN)] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
-    if (to := shell.gate(request, principal)) is not None:
-        return to
-    assert principal is not None
-    t = translator(pick_language(request))
-    if shell.lacks(principal, P.alarms_read):
-        return shell.refuse(request, session, principal, t("wb_error_forbidden"))
+    admitted = shell.admit(request, session, principal, P.alarms_read)
+    if isinstance(admitted, Response):
+        return admitted
+    principal = admitted
     chosen = state if state in STATES else "open"
     f = queries.Filters(
         state=chosen,
@@ -168,14 +166,6 @@ def alarm_list(
 
 
 # --- one alarm --------------------------------------------------------------------------------
-
-
-def _region_path(session: Session, code: str | None) -> list[Region]:
-    if not code:
-        return []
-    prefixes = [code[:n] for n in (6, 9, 12, 15) if len(code) >= n]
-    found = {r.code: r for r in session.scalars(select(Region).where(Region.code.in_(prefixes)))}
-    return [found[p] for p in prefixes if p in found]
 
 
 def allowed_actions(
@@ -252,7 +242,7 @@ def alarm_context(
         "rule": rule,
         "device": device,
         "curve": curves.alarm_curve(session, alarm, rule, device, now),
-        "regions": _region_path(session, alarm.region_code),
+        "regions": shell.region_path(session, alarm.region_code),
         "case_code": queries.case_code(session, alarm),
         "assignee": assignee,
         "events": events,

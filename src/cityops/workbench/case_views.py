@@ -320,12 +320,10 @@ def _new_page(
 
 @router.get("/workbench/new")
 def new_case(request: Request, principal: MaybePrincipal, session: DbSession) -> Response:
-    if (to := shell.gate(request, principal)) is not None:
-        return to
-    assert principal is not None
-    if shell.lacks(principal, P.cases_report):
-        t = translator(pick_language(request))
-        return shell.refuse(request, session, principal, t("wb_error_forbidden"))
+    admitted = shell.admit(request, session, principal, P.cases_report)
+    if isinstance(admitted, Response):
+        return admitted
+    principal = admitted
     return _new_page(request, session, principal)
 
 

@@ -16,7 +16,7 @@ from cityops.deps import DbSession
 from cityops.events import evaluation
 from cityops.events.evaluation import COUNTS, RATES
 from cityops.events.evaluation_api import COUNT_LABELS
-from cityops.web.i18n import pick_language, translator
+from cityops.web.i18n import pick_language
 from cityops.web.views import MaybePrincipal
 from cityops.workbench import shell
 
@@ -34,13 +34,11 @@ def evaluation_page(
     until: date | None = None,
     group: Annotated[str, Query(pattern="^(unit|town|village|role|person)$")] = "unit",
 ) -> Response:
-    if (to := shell.gate(request, principal)) is not None:
-        return to
-    assert principal is not None
+    admitted = shell.admit(request, session, principal, P.evaluation_read)
+    if isinstance(admitted, Response):
+        return admitted
+    principal = admitted
     lang = pick_language(request)
-    t = translator(lang)
-    if shell.lacks(principal, P.evaluation_read):
-        return shell.refuse(request, session, principal, t("wb_error_forbidden"))
     zone = ZoneInfo(request.app.state.settings.timezone)
     today = datetime.now(zone).date()
     first = since or today.replace(day=1)

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
@@ -21,6 +22,7 @@ from cityops.auth.principal import Principal
 from cityops.auth.tokens import same
 from cityops.db import utcnow
 from cityops.errors import CityOpsError, InvalidInput, NotFound
+from cityops.geo.models import Region
 from cityops.web.i18n import pick_language, translator
 from cityops.web.views import render, to_login
 from cityops.workbench import queues
@@ -66,6 +68,8 @@ def links(principal: Principal, t: Any) -> list[NavItem]:
         items.append(NavItem("new", "/workbench/new", t("wb_nav_new")))
     if principal.can(P.alarms_read):
         items.append(NavItem("alarm-list", "/workbench/alarms", t("wb_nav_alarms")))
+    if principal.can(P.devices_read):
+        items.append(NavItem("device-list", "/workbench/devices", t("wb_nav_devices")))
     if principal.can(P.warnings_read):
         items.append(NavItem("warning-list", "/workbench/warnings", t("wb_nav_warnings")))
     if principal.can(P.evaluation_read):
@@ -239,6 +243,29 @@ def subject(
         return principal, get(principal)
     except NotFound:
         return refuse(request, session, principal, t(missing), 404)
+
+
+def admit(
+    request: Request, session: Session, principal: Principal | None, need: P
+) -> Principal | Response:
+    """Who a page is for, or the answer when it is not: the log-in (and back) when signed out,
+    403 without ``need``."""
+    if (to := gate(request, principal)) is not None:
+        return to
+    assert principal is not None
+    if lacks(principal, need):
+        t = translator(pick_language(request))
+        return refuse(request, session, principal, t("wb_error_forbidden"))
+    return principal
+
+
+def region_path(session: Session, code: str | None) -> list[Region]:
+    """The district, town, village and grid a region code lies in (as far as it goes)."""
+    if not code:
+        return []
+    prefixes = [code[:n] for n in (6, 9, 12, 15) if len(code) >= n]
+    found = {r.code: r for r in session.scalars(select(Region).where(Region.code.in_(prefixes)))}
+    return [found[p] for p in prefixes if p in found]
 
 
 def lacks(principal: Principal, *permissions: P) -> bool:

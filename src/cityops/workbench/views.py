@@ -132,13 +132,10 @@ def workbench(
     overdue: bool = False,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
-    if (to := shell.gate(request, principal)) is not None:
-        return to
-    assert principal is not None
-    if shell.lacks(principal, P.cases_read):
-        return shell.refuse(
-            request, session, principal, translator(pick_language(request))("wb_error_forbidden")
-        )
+    admitted = shell.admit(request, session, principal, P.cases_read)
+    if isinstance(admitted, Response):
+        return admitted
+    principal = admitted
     return _queue_page(
         request,
         session,
@@ -197,13 +194,12 @@ async def bulk_dispatch(
 ) -> Response:
     """Dispatch the ticked cases to one unit, or each to its suggested unit. Each case stands
     alone: one that cannot go (changed meanwhile, no suggestion) is reported, the rest go."""
-    if (to := shell.gate(request, principal)) is not None:
-        return to
-    assert principal is not None
+    admitted = shell.admit(request, session, principal, P.cases_dispatch)
+    if isinstance(admitted, Response):
+        return admitted
+    principal = admitted
     lang = pick_language(request)
     t = translator(lang)
-    if shell.lacks(principal, P.cases_dispatch):
-        return shell.refuse(request, session, principal, t("wb_error_forbidden"))
     if not await shell.csrf_ok(request):
         return shell.refuse(request, session, principal, t("wb_error_csrf"))
     form = await request.form()

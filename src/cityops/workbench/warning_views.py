@@ -193,12 +193,10 @@ def warning_list(
     state: Annotated[str | None, Query(max_length=10)] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
-    if (to := shell.gate(request, principal)) is not None:
-        return to
-    assert principal is not None
-    t = translator(pick_language(request))
-    if shell.lacks(principal, P.warnings_read):
-        return shell.refuse(request, session, principal, t("wb_error_forbidden"))
+    admitted = shell.admit(request, session, principal, P.warnings_read)
+    if isinstance(admitted, Response):
+        return admitted
+    principal = admitted
     chosen = state if state in STATES else "open"
     queue = chosen == "proposed" and principal.can(P.warnings_decide)
     return shell.page(

@@ -293,6 +293,7 @@ def test_a_sensor_alarm_shows_its_curve_with_the_rule_lines(
     assert curve["lines"] == [{"kind": "raise", "value": 0.1}, {"kind": "clear", "value": 0.14}]
     assert curve["raised"] == int(alarm.first_seen.timestamp() * 1000)
     assert curve["unit"] == "MPa" and curve["cleared"] is None
+    assert 'href="/workbench/devices/WB-HYD-CURVE"' in page.text  # the sensor's own page
     lows, highs, lasts = zip(*[(p[1], p[2], p[3]) for p in curve["points"]], strict=True)
     assert min(lows) == 0.05 and max(highs) == 0.3 and lasts[-1] == 0.05
     summary = re.sub(

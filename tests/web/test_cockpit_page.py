@@ -104,6 +104,32 @@ def test_cockpit_drills_down_and_updates_live(wall: Page, live: LiveServer) -> N
     expect(page.locator(".ck-brand")).to_have_text("开州区城市运行和治理中心 · 数字驾驶舱")
 
 
+def test_a_point_on_the_map_opens_its_page(wall: Page, live: LiveServer) -> None:
+    """A case on the map opens its workbench page in a tab of its own; the wall stays put."""
+    report(wall.request, live, "驾驶舱浏览器测试 点开案件")  # at the grid's centre
+    sign_in(wall, live, next_path=f"/cockpit?region={YIHE}")
+    expect(wall.locator("#region-name")).to_have_text("义和镇")
+    centre = wall.request.get(f"{live.url}/api/v1/regions/{GRID}").json()["center"]
+    wall.wait_for_function(
+        "() => echarts.getInstanceByDom(document.getElementById('map'))"
+        ".getOption().series.some(s => s.kind === 'cases' && s.data.length)"
+    )
+    x, y = wall.evaluate(
+        "c => echarts.getInstanceByDom(document.getElementById('map'))"
+        ".convertToPixel({geoIndex: 0}, c)",
+        centre,
+    )
+    box = wall.locator("#map").bounding_box()
+    assert box is not None
+    with wall.expect_popup() as opened:
+        wall.mouse.click(box["x"] + x, box["y"] + y)
+    tab = opened.value
+    expect(tab).to_have_url(re.compile(r"/workbench/cases/[\w-]+$"))
+    expect(tab.locator("h1")).to_contain_text(re.compile(r"\w"))
+    expect(wall.locator("#region-name")).to_have_text("义和镇")  # the wall kept its view
+    tab.close()
+
+
 def test_cockpit_stacks_on_a_phone(browser: Browser, live: LiveServer) -> None:
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     page = context.new_page()

@@ -412,7 +412,20 @@
     el("layer-note").textContent = notes.join(" · ");
   }
 
+  // A point opens its page in the workbench, in a tab of its own (the wall keeps its view).
+  const PAGES = {
+    cases: (d) => `/workbench/cases/${encodeURIComponent(d.code)}`,
+    alarms: (d) => `/workbench/alarms/${encodeURIComponent(d.id)}`,
+    devices: (d) => `/workbench/devices/${encodeURIComponent(d.code)}`,
+    risk_points: (d) => `/workbench/risk-points/${encodeURIComponent(d.code)}`,
+  };
   charts.map.on("click", (p) => {
+    const point = p.data && p.data.p;
+    const page = point && PAGES[p.seriesOptions ? p.seriesOptions.kind : seriesKind(p.seriesIndex)];
+    if (page) {
+      window.open(page(point), "_blank", "noopener");
+      return;
+    }
     const code = p.name;
     if (!summary || !summary.region.child_level || boundaries.leaf) return;
     if ((p.componentType === "geo" || p.seriesType === "map") && code && code.startsWith(summary.region.code)

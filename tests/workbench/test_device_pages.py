@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from urllib.parse import quote
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cityops.alarms import rules
@@ -17,6 +18,7 @@ from cityops.db import utcnow
 from cityops.geo.models import Region
 from cityops.telemetry import service as tsvc
 from cityops.telemetry.ingest import ingest
+from cityops.telemetry.models import Device, Latest
 from tests.workbench.test_alarm_pages import PersonFor
 
 G1 = "500154024003001"  # demo-grid's grid
@@ -121,6 +123,16 @@ def test_the_device_list_and_a_device_page(
         "No readings in the last 24 hours"
         in shift.get("/workbench/devices/WBD-RAIN-1?lang=en").text
     )
+
+    # Silent for longer than its type's interval (a hydrant's is an hour): offline.
+    hydrant = session.scalars(select(Device).where(Device.code == "WBD-HYD-1")).one()
+    session.execute(
+        update(Latest)
+        .where(Latest.device_id == hydrant.id)
+        .values(received_at=now - timedelta(minutes=61))
+    )
+    assert "WBD-HYD-1" in listed(shift.get("/workbench/devices?status=offline").text)
+    assert "WBD-HYD-1" not in listed(shift.get("/workbench/devices?status=online").text)
 
     # A grid worker sees the devices of their own grid only.
     grid_worker = person("demo-grid")

@@ -10,7 +10,7 @@ from importlib import resources
 from typing import Any
 
 import yaml
-from sqlalchemy import ColumnElement, Select, and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, false, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from cityops.errors import Conflict, InvalidInput, NotFound
@@ -204,6 +204,58 @@ def _last_seen() -> Any:
     )
 
 
+def _online(session: Session, seen: Any, now: datetime) -> ColumnElement[bool]:
+    """SQL for "online": active, and heard from within its type's interval (one cut-off per
+    device type, worked out here — the types are few)."""
+    cutoffs = [
+        and_(Device.type_code == code, seen >= now - timedelta(seconds=after))
+        for code, after in session.execute(select(DeviceType.code, DeviceType.offline_after_s))
+    ]
+    return and_(Device.active.is_(True), seen.is_not(None), or_(*cutoffs) if cutoffs else false())
+
+
+@dataclass
+class DeviceFilter:
+    scope: str = ""
+    type_code: str | None = None
+    site: str | None = None
+    group: str | None = None
+    region: str | None = None
+
+
+def _devices_query(f: DeviceFilter, seen: Any) -> Select[Any]:
+    from cityops.geo.codes import within
+
+    query: Select[Any] = (
+        select(Device, DeviceGroup.code, seen.c.seen)
+        .outerjoin(DeviceGroup, DeviceGroup.id == Device.group_id)
+        .outerjoin(seen, seen.c.device_id == Device.id)
+    )
+    conds: list[ColumnElement[bool]] = []
+    if f.scope:
+        conds.append(within(Device.region_code, f.scope))
+    if f.region:
+        conds.append(within(Device.region_code, f.region))
+    if f.type_code:
+        conds.append(Device.type_code == f.type_code)
+    if f.site:
+        conds.append(Device.site == f.site)
+    if f.group:
+        conds.append(DeviceGroup.code == f.group)
+    return query.where(and_(*conds)) if conds else query
+
+
+def device_counts(session: Session, f: DeviceFilter, now: datetime) -> tuple[int, int]:
+    """(devices, of them online) for a filter, counted in SQL."""
+    seen = _last_seen()
+    online = _online(session, seen.c.seen, now)
+    counted = _devices_query(f, seen).with_only_columns(
+        func.count(), func.coalesce(func.sum(case((online, 1), else_=0)), 0)
+    )
+    total, up = session.execute(counted).one()
+    return int(total), int(up)
+
+
 def list_devices(
     session: Session,
     *,
@@ -217,36 +269,21 @@ def list_devices(
     limit: int = 100,
     offset: int = 0,
 ) -> tuple[int, list[DeviceRow]]:
-    from cityops.geo.codes import within
-
+    """One page of devices by code and how many match; status (online / offline) decided in
+    SQL against each type's interval."""
     seen = _last_seen()
-    query: Select[Any] = (
-        select(Device, DeviceGroup.code, seen.c.seen, DeviceType.offline_after_s)
-        .join(DeviceType, DeviceType.code == Device.type_code)
-        .outerjoin(DeviceGroup, DeviceGroup.id == Device.group_id)
-        .outerjoin(seen, seen.c.device_id == Device.id)
+    online = _online(session, seen.c.seen, now)
+    query = _devices_query(DeviceFilter(scope, type_code, site, group, region), seen)
+    if status == "online":
+        query = query.where(online)
+    elif status == "offline":
+        query = query.where(not_(online))
+    total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    page = session.execute(
+        query.add_columns(online.label("online")).order_by(Device.code).limit(limit).offset(offset)
     )
-    conds: list[ColumnElement[bool]] = []
-    if scope:
-        conds.append(within(Device.region_code, scope))
-    if region:
-        conds.append(within(Device.region_code, region))
-    if type_code:
-        conds.append(Device.type_code == type_code)
-    if site:
-        conds.append(Device.site == site)
-    if group:
-        conds.append(DeviceGroup.code == group)
-    query = query.where(and_(*conds)) if conds else query
-    rows = []
-    for device, group_code, last, offline_after in session.execute(query.order_by(Device.code)):
-        online = (
-            device.active and last is not None and last >= now - timedelta(seconds=offline_after)
-        )
-        if (status == "online" and not online) or (status == "offline" and online):
-            continue
-        rows.append(DeviceRow(device, group_code, last, online))
-    return len(rows), rows[offset : offset + limit]
+    rows = [DeviceRow(device, group_code, last, bool(up)) for device, group_code, last, up in page]
+    return total, rows
 
 
 def device_row(session: Session, device: Device, now: datetime) -> DeviceRow:

@@ -78,23 +78,25 @@ def device_list(
     chosen_type = type if type in {k.code for k in types} else None
     chosen_status = status if status in STATUSES else None
     now = utcnow()
-    # Online is decided per device against its type's interval: every device of the filter
-    # is looked at once, for the counts, and the page cut from them.
-    _total, everything = telemetry.list_devices(
+    f = telemetry.DeviceFilter(principal.region_code, chosen_type, region=region or None)
+    everything, online = telemetry.device_counts(session, f, now)
+    shown = (
+        everything
+        if chosen_status is None
+        else (online if chosen_status == "online" else everything - online)
+    )
+    pages = max(1, -(-shown // PAGE_SIZE))
+    page = min(page, pages)
+    _total, rows = telemetry.list_devices(
         session,
         scope=principal.region_code,
         now=now,
         type_code=chosen_type,
         region=region or None,
-        limit=10**9,
+        status=chosen_status,
+        limit=PAGE_SIZE,
+        offset=(page - 1) * PAGE_SIZE,
     )
-    online = sum(1 for r in everything if r.online)
-    shown = [
-        r for r in everything if chosen_status is None or r.online == (chosen_status == "online")
-    ]
-    pages = max(1, -(-len(shown) // PAGE_SIZE))
-    page = min(page, pages)
-    rows = shown[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
     latest: dict[int, list[Latest]] = {}
     if rows:
         for found in session.scalars(
@@ -120,8 +122,8 @@ def device_list(
             }
             for r in rows
         ],
-        counts={"total": len(everything), "online": online, "offline": len(everything) - online},
-        shown=len(shown),
+        counts={"total": everything, "online": online, "offline": everything - online},
+        shown=shown,
         listing={"page": page, "pages": pages},
         types=types,
         f={"type": chosen_type, "status": chosen_status, "region": region or ""},

@@ -43,6 +43,7 @@ ROUTER_MODULES = [
     "cityops.workbench.evaluation_views",
     "cityops.workbench.alarm_views",
     "cityops.workbench.device_views",
+    "cityops.workbench.rule_views",
     "cityops.workbench.warning_views",
 ]
 

@@ -81,6 +81,7 @@ PUBLIC = {
     ("GET", "/workbench/alarms"),
     ("GET", "/workbench/alarms/{alarm_id}"),
     ("GET", "/workbench/devices"),
+    ("GET", "/workbench/alarm-rules"),
     ("GET", "/workbench/devices/{code}"),
     ("POST", "/workbench/alarms/{alarm_id}/{action}"),
     ("GET", "/workbench/warnings"),

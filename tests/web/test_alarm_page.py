@@ -130,6 +130,12 @@ def test_the_alarm_page_draws_the_sensor_curve(
     expect(page.locator("#alarms-title")).to_have_text("未关闭的告警")
     expect(page.locator("main")).to_contain_text("消火栓管网低压")
     shot(page, "workbench-device")
+
+    page.goto(f"{live.url}/workbench/alarm-rules")
+    expect(page.locator('tr[data-rule="wba-low-pressure"]')).to_contain_text(
+        "pressure_mpa < 0.1，回到 ≥ 0.14 解除"
+    )
+    shot(page, "workbench-alarm-rules")
     assert errors == []
 
     phone = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN").new_page()

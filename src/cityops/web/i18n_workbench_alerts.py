@@ -465,6 +465,32 @@ _CHART_STRINGS: dict[str, dict[str, str]] = {
 }
 CHART_KEYS = tuple(_CHART_STRINGS)
 
+_RULES = {
+    "wb_ru_title": {"zh": "告警规则", "en": "Alarm rules"},
+    "wb_ru_link": {"zh": "查看告警规则", "en": "Alarm rules"},
+    "wb_ru_lead": {
+        "zh": "每条规则监测什么、何时报警与解除、级别、是否转为案件，以及您辖区内未关闭的告警数。"
+        "规则由管理员通过接口或 YAML 文件维护。",
+        "en": "What each rule watches, when it raises and clears, how severe it is, whether it "
+        "opens a case, and its open alarms in your area. Administrators change rules through "
+        "the API or a YAML file.",
+    },
+    "wb_ru_col_rule": {"zh": "规则", "en": "Rule"},
+    "wb_ru_col_scope": {"zh": "适用于", "en": "Applies to"},
+    "wb_ru_col_condition": {"zh": "条件", "en": "Condition"},
+    "wb_ru_col_case": {"zh": "转为案件", "en": "Opens a case"},
+    "wb_ru_col_open": {"zh": "未关闭告警", "en": "Open alarms"},
+    "wb_ru_scope_device_type": {"zh": "设备类型", "en": "Device type"},
+    "wb_ru_scope_group": {"zh": "设备组", "en": "Device group"},
+    "wb_ru_scope_device": {"zh": "单台设备", "en": "One device"},
+    "wb_ru_scope_site": {"zh": "监测站点", "en": "Site"},
+    "wb_ru_opens_case": {"zh": "是", "en": "Yes"},
+    "wb_ru_urgent": {"zh": "紧急", "en": "urgent"},
+    "wb_ru_disabled": {"zh": "已停用", "en": "disabled"},
+    "wb_ru_empty": {"zh": "还没有告警规则。", "en": "There are no alarm rules yet."},
+}
+
+
 _DEVICES = {
     "wb_nav_devices": {"zh": "监测设备", "en": "Devices"},
     "wb_dev_title": {"zh": "监测设备", "en": "Devices"},
@@ -509,6 +535,7 @@ _DEVICES = {
 WORKBENCH_ALERT_STRINGS: dict[str, dict[str, str]] = {
     **_ALARMS,
     **_DEVICES,
+    **_RULES,
     **_WARNINGS,
     **{f"wb_wa_js_{key}": value for key, value in _CHART_STRINGS.items()},
 }

@@ -168,7 +168,9 @@ def test_park_pauses_and_extensions_extend(desk: DeskFor, session: Session) -> N
     intake.act(code, "register", category="DZ01")
     first = dispatcher.act(code, "dispatch", unit="DEPT-08")
     dept.act(code, "accept")
+    assert "decide_extension" not in dispatcher.get(code)["allowed_actions"]  # nothing asked
     asked = dept.act(code, "request_extension", hours=2, note="需要专业队伍")
+    assert "decide_extension" in dispatcher.get(code)["allowed_actions"]
     ext_id = asked["timeline"][-1]["data"]["extension"]
     dept.act(code, "request_extension", expect=409, hours=1, note="再申请")  # one pending at a time
     approved = dispatcher.act(code, "decide_extension", extension_id=ext_id, approve=True)

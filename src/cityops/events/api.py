@@ -99,7 +99,7 @@ def _detail(session: Session, case: Case, principal: Principal, unmask: bool) ->
     master = queries.master_code(session, case)
     return CaseDetail(
         **base.model_dump(),
-        allowed_actions=[a.value for a in lifecycle.allowed_actions(case, principal)],
+        allowed_actions=[a.value for a in lifecycle.offered(session, case, principal)],
         timeline=[
             EventOut(
                 id=e.id,

@@ -183,9 +183,27 @@ def _may(principal: Principal, case: Case, rule: Rule) -> bool:
 
 
 def allowed_actions(case: Case, principal: Principal) -> list[Action]:
+    """What the case's state and the person's role allow (see ``offered`` for what to show)."""
     return [
         a for a, rule in RULES.items() if case.state in rule.states and _may(principal, case, rule)
     ]
+
+
+def offered(session: Session, case: Case, principal: Principal) -> list[Action]:
+    """The actions to offer now: ``allowed_actions`` less deciding an extension when no
+    request is waiting (there would be nothing to decide)."""
+    allowed = allowed_actions(case, principal)
+    if Action.decide_extension in allowed and not pending_extensions(session, case):
+        allowed.remove(Action.decide_extension)
+    return allowed
+
+
+def pending_extensions(session: Session, case: Case) -> list[Extension]:
+    return list(
+        session.scalars(
+            select(Extension).where(Extension.case_id == case.id, Extension.state == "pending")
+        )
+    )
 
 
 # --- doing it ---------------------------------------------------------------------------------
@@ -283,12 +301,12 @@ def act(
         raise Conflict(
             f"案件（{case.level}，{case.state}）不能执行 {action.value} / "
             f"not allowed for a {case.level} case in state {case.state}",
-            allowed_actions=[a.value for a in allowed_actions(case, principal)],
+            allowed_actions=[a.value for a in offered(session, case, principal)],
         )
     if not _may(principal, case, rule):
         raise Forbidden(
             f"您不能对该案件执行 {action.value} / you may not {action.value} this case",
-            allowed_actions=[a.value for a in allowed_actions(case, principal)],
+            allowed_actions=[a.value for a in offered(session, case, principal)],
         )
     if len(data.note) > 2000:
         raise InvalidInput("说明过长（最多 2000 字）/ note too long", field="note")

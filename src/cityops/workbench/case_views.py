@@ -22,9 +22,8 @@ from cityops.deps import DbSession
 from cityops.errors import CityOpsError, Conflict
 from cityops.events import attachments, intake, lifecycle, queries, routing
 from cityops.events.lifecycle import Action, ActionInput
-from cityops.events.models import Case, Extension, Source
+from cityops.events.models import Case, Source
 from cityops.events.schemas import ActionIn, ReportIn
-from cityops.geo.models import Region
 from cityops.org.models import Unit
 from cityops.privacy import mask_mobile, mask_name
 from cityops.web.i18n import pick_language, translator
@@ -91,17 +90,10 @@ FIELD_LABEL_KEYS = {
 }
 
 
-def _region_path(session: Session, code: str) -> list[Region]:
-    """The case's grid and the regions above it, district first."""
-    prefixes = [code[:n] for n in (6, 9, 12, 15) if len(code) >= n]
-    found = {r.code: r for r in session.scalars(select(Region).where(Region.code.in_(prefixes)))}
-    return [found[p] for p in prefixes if p in found]
-
-
 def case_context(
     session: Session, principal: Principal, case: Case, lang: str, unmask: bool
 ) -> dict[str, Any]:
-    allowed = lifecycle.allowed_actions(case, principal)
+    allowed = lifecycle.offered(session, case, principal)
     events, _codes = queries.timeline(session, case)
     unit_names = dict(
         session.execute(
@@ -118,7 +110,7 @@ def case_context(
         "unit": units.get(case.current_unit_id) if case.current_unit_id else None,
         "events": events,
         "unit_names": unit_names,
-        "regions": _region_path(session, case.region_code),
+        "regions": shell.region_path(session, case.region_code),
         "photos": attachments.for_case(session, case),
         "master": queries.master_code(session, case),
         "duplicates": [d.code for d in intake.duplicates(session, case, utcnow()) if d.code],
@@ -141,13 +133,7 @@ def case_context(
             next((s.reason for s in suggestions if s.action == "dispatch" and s.unit), ""), lang
         )
     if "decide_extension" in names:
-        context["extensions"] = list(
-            session.scalars(
-                select(Extension).where(Extension.case_id == case.id, Extension.state == "pending")
-            )
-        )
-        if not context["extensions"]:  # nothing to decide: no empty form
-            allowed = [a for a in allowed if a != Action.decide_extension]
+        context["extensions"] = lifecycle.pending_extensions(session, case)
     context["allowed"] = ordered(allowed)
     return context
 

@@ -43,9 +43,9 @@ demo: install
 serve: install
 	$(BIN)/cityops serve
 
-# The suite runs in one process by default (about 6 minutes for both backends on 2 cores);
-# In parallel with pytest-xdist, one worker per core (about 1.9× faster than TEST_WORKERS=0,
-# serial, which CI used while two browser tests raced under load — both fixed).
+# The suite runs in parallel with pytest-xdist, one worker per core: about 4.5 minutes for both
+# backends on 2 cores, some 1.9× faster than TEST_WORKERS=0 (serial, which CI used while two
+# browser tests raced under load — both fixed).
 # worksteal hands each worker a contiguous share of the collection (so a module's tests, and the
 # module-scoped fixtures they share, mostly stay on one worker) and rebalances at the end.
 TEST_WORKERS ?= auto

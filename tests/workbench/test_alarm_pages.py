@@ -291,7 +291,8 @@ def test_a_sensor_alarm_shows_its_curve_with_the_rule_lines(
     assert found, "no curve on a sensor alarm's page"
     curve = json.loads(found.group(1))
     assert curve["lines"] == [{"kind": "raise", "value": 0.1}, {"kind": "clear", "value": 0.14}]
-    assert curve["raised"] == int(alarm.first_seen.timestamp() * 1000)
+    assert curve["raised"] == start + 25 * 60_000  # the reading that raised it, not the moment
+    assert curve["from"] == curve["raised"] - 6 * 3_600_000  # it was evaluated
     assert curve["unit"] == "MPa" and curve["cleared"] is None
     assert 'href="/workbench/devices/WB-HYD-CURVE"' in page.text  # the sensor's own page
     lows, highs, lasts = zip(*[(p[1], p[2], p[3]) for p in curve["points"]], strict=True)

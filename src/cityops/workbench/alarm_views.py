@@ -241,7 +241,7 @@ def alarm_context(
         "alarm": alarm,
         "rule": rule,
         "device": device,
-        "curve": curves.alarm_curve(session, alarm, rule, device, now),
+        "curve": curves.alarm_curve(session, alarm, rule, device, now, events),
         "regions": shell.region_path(session, alarm.region_code),
         "case_code": queries.case_code(session, alarm),
         "assignee": assignee,

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from cityops.alarms import conditions
-from cityops.alarms.models import Alarm, AlarmRule, Kind
+from cityops.alarms.models import Alarm, AlarmEvent, AlarmRule, Kind
 from cityops.errors import InvalidInput
 from cityops.telemetry import service as telemetry
 from cityops.telemetry.models import Device, DeviceType
@@ -36,6 +36,7 @@ def metrics_of(session: Session, device: Device) -> list[dict[str, Any]]:
             "label": m.get("label") or m["name"],
             "label_en": m.get("label_en") or m.get("label") or m["name"],
             "unit": m.get("unit") or "",
+            "binary": m.get("kind") == "binary",
         }
         for m in (kind.metrics if kind else [])
         if m.get("name")
@@ -48,7 +49,7 @@ def series_curve(
     """One metric of one device between two instants, or None when it has no readings."""
     meta = next(
         (m for m in metrics_of(session, device) if m["metric"] == metric),
-        {"metric": metric, "label": metric, "label_en": metric, "unit": ""},
+        {"metric": metric, "label": metric, "label_en": metric, "unit": "", "binary": False},
     )
     # Raw readings for up to a day: the newest reading is drawn at once, not after the next
     # fold; longer spans come from the roll-ups.
@@ -66,6 +67,8 @@ def series_curve(
         "width_ms": width,
         "start": start,
         "end": end,
+        "from": _ms(start),
+        "to": _ms(end),
         "lines": [],
         "raised": None,
         "cleared": None,
@@ -79,18 +82,43 @@ def series_curve(
     }
 
 
+def _reading_time(event: AlarmEvent) -> datetime:
+    """When the reading behind an engine's event was taken (a late batch is evaluated some time
+    after); when the event came from a person, its own time."""
+    stamp = (event.data or {}).get("ts")
+    try:
+        return datetime.fromisoformat(stamp) if isinstance(stamp, str) else event.at
+    except ValueError:
+        return event.at
+
+
 def alarm_curve(
-    session: Session, alarm: Alarm, rule: AlarmRule, device: Device | None, now: datetime
+    session: Session,
+    alarm: Alarm,
+    rule: AlarmRule,
+    device: Device | None,
+    now: datetime,
+    events: list[AlarmEvent] | None = None,
 ) -> dict[str, Any] | None:
     """The alarm's chart, or None when it watches no single sensor's metric (a composite or
-    no-data rule) or there is nothing to draw."""
+    no-data rule) or there is nothing to draw. ``events``: its history, oldest first — the
+    markers stand at the readings that raised and cleared it."""
     if device is None or not rule.metric or rule.kind not in (Kind.threshold, Kind.rate):
         return None
-    end = now
+    history = events or []
+    raised = next(
+        (_reading_time(e) for e in reversed(history) if e.action in ("raised", "reraised")),
+        alarm.first_seen,
+    )
+    cleared = None
     if alarm.condition == "cleared":
-        end = min(now, (alarm.cleared_at or alarm.last_seen) + AFTER)
-    end = max(end, alarm.last_seen + timedelta(minutes=1))
-    curve = series_curve(session, device, str(rule.metric), alarm.first_seen - BEFORE, end)
+        cleared = next(
+            (_reading_time(e) for e in reversed(history) if e.action == "cleared"),
+            alarm.cleared_at,
+        )
+    end = now if cleared is None else min(now, cleared + AFTER)
+    end = max(end, raised + timedelta(minutes=1))
+    curve = series_curve(session, device, str(rule.metric), raised - BEFORE, end)
     if curve is None:
         return None
     if rule.kind == Kind.threshold:
@@ -99,8 +127,8 @@ def alarm_curve(
         if test.clear != test.value:
             curve["lines"].append({"kind": "clear", "value": test.clear})
     curve["rate"] = rule.kind == Kind.rate
-    curve["raised"] = _ms(alarm.first_seen)
-    curve["cleared"] = _ms(alarm.cleared_at) if alarm.cleared_at else None
+    curve["raised"] = _ms(raised)
+    curve["cleared"] = _ms(cleared) if cleared else None
     return curve
 
 

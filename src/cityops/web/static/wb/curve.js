@@ -28,7 +28,7 @@
     const num = (v) => (v == null ? "–" : Number(v).toPrecision(6).replace(/\.?0+$/, ""));
 
     const pts = cfg.points;
-    const span = pts[pts.length - 1][0] - pts[0][0];
+    const span = cfg.to - cfg.from;
     const low = pts.map((p) => [p[0], p[1]]);
     const spread = pts.map((p) => [p[0], p[2] - p[1]]);
     const last = pts.map((p) => [p[0], p[3]]);
@@ -66,6 +66,8 @@
       },
       xAxis: {
         type: "time",
+        min: cfg.from,
+        max: cfg.to,
         axisLabel: { color: MUTED, hideOverlap: true, formatter: (v) => (span < 2 * DAY ? hm.format(new Date(v)) : when(v)) },
         splitLine: { show: false },
       },
@@ -92,6 +94,7 @@
         },
         {
           name: S.value, type: "line", data: last, symbol: pts.length > 60 ? "none" : "circle", symbolSize: 4,
+          step: cfg.binary ? "end" : false, // an on/off sensor holds its state until the next reading
           lineStyle: { color: BLUE, width: 1.8 }, itemStyle: { color: BLUE },
           markLine: { symbol: "none", silent: true, data: level.concat(moments) },
         },

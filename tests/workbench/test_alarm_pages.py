@@ -295,6 +295,8 @@ def test_a_sensor_alarm_shows_its_curve_with_the_rule_lines(
     assert curve["from"] == curve["raised"] - 6 * 3_600_000  # it was evaluated
     assert curve["unit"] == "MPa" and curve["cleared"] is None
     assert 'href="/workbench/devices/WB-HYD-CURVE"' in page.text  # the sensor's own page
+    # Reported a quarter of an hour after it was taken: the page says when it was taken.
+    assert "读数时间" in page.text and "读数迟到" in page.text
     lows, highs, lasts = zip(*[(p[1], p[2], p[3]) for p in curve["points"]], strict=True)
     assert min(lows) == 0.05 and max(highs) == 0.3 and lasts[-1] == 0.05
     summary = re.sub(
@@ -305,3 +307,4 @@ def test_a_sensor_alarm_shows_its_curve_with_the_rule_lines(
 
     other = person("demo-shift").get(f"/workbench/alarms/{alarms.active.id}")
     assert other.status_code == 200 and "alarm-curve-config" not in other.text
+    assert "读数时间" not in other.text  # evaluated when it was taken

@@ -62,6 +62,11 @@ _ALARMS: dict[str, dict[str, str]] = {
     "wb_al_no_comments": {"zh": "暂无备注", "en": "No comments yet"},
     "wb_al_history": {"zh": "告警历史", "en": "History"},
     "wb_al_curve": {"zh": "传感器曲线", "en": "Sensor curve"},
+    "wb_al_reading_at": {"zh": "读数时间", "en": "Reading taken"},
+    "wb_al_reading_late": {
+        "zh": "（读数迟到：上报晚于测量）",
+        "en": "(a late reading: reported after it was taken)",
+    },
     "wb_al_curve_summary": {
         "zh": "{label}：{start} 至 {end} 共 {count} 个读数，"
         "最高 {peak}{unit}，最低 {low}{unit}，最新 {latest}{unit}。",

@@ -242,6 +242,7 @@ def alarm_context(
         "rule": rule,
         "device": device,
         "curve": curves.alarm_curve(session, alarm, rule, device, now, events),
+        "reading_at": curves.raised_reading(alarm, events),
         "regions": shell.region_path(session, alarm.region_code),
         "case_code": queries.case_code(session, alarm),
         "assignee": assignee,

@@ -5,7 +5,7 @@ last day. Drawn by static/wb/curve.js from the points embedded in the page."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -82,14 +82,24 @@ def series_curve(
     }
 
 
-def _reading_time(event: AlarmEvent) -> datetime:
+def reading_time(event: AlarmEvent) -> datetime:
     """When the reading behind an engine's event was taken (a late batch is evaluated some time
     after); when the event came from a person, its own time."""
     stamp = (event.data or {}).get("ts")
     try:
-        return datetime.fromisoformat(stamp) if isinstance(stamp, str) else event.at
+        taken = datetime.fromisoformat(stamp) if isinstance(stamp, str) else event.at
     except ValueError:
         return event.at
+    return taken if taken.tzinfo else taken.replace(tzinfo=UTC)
+
+
+def raised_reading(alarm: Alarm, events: list[AlarmEvent]) -> datetime:
+    """When the reading that raised the alarm (this episode) was taken; ``first_seen`` is when
+    the engine evaluated it — the same moment for a live reading, later for a late batch."""
+    return next(
+        (reading_time(e) for e in reversed(events) if e.action in ("raised", "reraised")),
+        alarm.first_seen,
+    )
 
 
 def alarm_curve(
@@ -106,14 +116,11 @@ def alarm_curve(
     if device is None or not rule.metric or rule.kind not in (Kind.threshold, Kind.rate):
         return None
     history = events or []
-    raised = next(
-        (_reading_time(e) for e in reversed(history) if e.action in ("raised", "reraised")),
-        alarm.first_seen,
-    )
+    raised = raised_reading(alarm, history)
     cleared = None
     if alarm.condition == "cleared":
         cleared = next(
-            (_reading_time(e) for e in reversed(history) if e.action == "cleared"),
+            (reading_time(e) for e in reversed(history) if e.action == "cleared"),
             alarm.cleared_at,
         )
     end = now if cleared is None else min(now, cleared + AFTER)

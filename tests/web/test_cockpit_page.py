@@ -40,6 +40,19 @@ def report(api: APIRequestContext, live: LiveServer, description: str) -> str:
     return str(r.json()["code"])
 
 
+def on_map(page: Page, live: LiveServer, region: str) -> tuple[float, float]:
+    """Where on the page the region's centre is drawn on the cockpit's map."""
+    centre = page.request.get(f"{live.url}/api/v1/regions/{region}").json()["center"]
+    x, y = page.evaluate(
+        "c => echarts.getInstanceByDom(document.getElementById('map'))"
+        ".convertToPixel({geoIndex: 0}, c)",
+        centre,
+    )
+    box = page.locator("#map").bounding_box()
+    assert box is not None
+    return box["x"] + x, box["y"] + y
+
+
 def number(page: Page, selector: str) -> int:
     expect(page.locator(selector)).to_have_text(re.compile(r"^\d[\d,]*$"))
     return int(page.locator(selector).inner_text().replace(",", ""))
@@ -63,15 +76,7 @@ def test_cockpit_drills_down_and_updates_live(wall: Page, live: LiveServer) -> N
     a11y.check(page)
 
     # Click the town on the map: the same view, scoped to it.
-    centre = page.request.get(f"{live.url}/api/v1/regions/{YIHE}").json()["center"]
-    x, y = page.evaluate(
-        "c => echarts.getInstanceByDom(document.getElementById('map'))"
-        ".convertToPixel({geoIndex: 0}, c)",
-        centre,
-    )
-    box = page.locator("#map").bounding_box()
-    assert box is not None
-    page.mouse.click(box["x"] + x, box["y"] + y)
+    page.mouse.click(*on_map(page, live, YIHE))
     expect(page.locator("#region-name")).to_have_text("义和镇")
     expect(page.locator("#breadcrumb li")).to_have_text(["开州区", "义和镇"])
     assert page.url.endswith(f"?region={YIHE}")
@@ -115,20 +120,13 @@ def test_a_point_on_the_map_opens_its_page(wall: Page, live: LiveServer) -> None
         if value != "cases" and layer.is_checked():
             wall.locator(f"label.chip-{value}").click()  # the chip, as a person does
             expect(layer).not_to_be_checked()
-    centre = wall.request.get(f"{live.url}/api/v1/regions/{GRID}").json()["center"]
     wall.wait_for_function(
         "() => echarts.getInstanceByDom(document.getElementById('map'))"
         ".getOption().series.some(s => s.kind === 'cases' && s.data.length)"
     )
-    x, y = wall.evaluate(
-        "c => echarts.getInstanceByDom(document.getElementById('map'))"
-        ".convertToPixel({geoIndex: 0}, c)",
-        centre,
-    )
-    box = wall.locator("#map").bounding_box()
-    assert box is not None
+    x, y = on_map(wall, live, GRID)
     with wall.expect_popup() as opened:
-        wall.mouse.click(box["x"] + x, box["y"] + y)
+        wall.mouse.click(x, y)
     tab = opened.value
     expect(tab).to_have_url(re.compile(r"/workbench/cases/[\w-]+$"))
     expect(tab.locator("h1")).to_contain_text(re.compile(r"\w"))

@@ -90,6 +90,12 @@ def enabled_rules(session: Session) -> list[AlarmRule]:
     return list(session.scalars(select(AlarmRule).where(AlarmRule.enabled.is_(True))))
 
 
+def looks_back(rules: Iterable[AlarmRule]) -> bool:
+    """Whether any of these rules looks back from each new reading (``Batch.source``): a rate
+    of change does."""
+    return any(r.kind == Kind.rate for r in rules)
+
+
 def on_readings(
     session: Session,
     batch: Batch,

@@ -92,6 +92,15 @@ def count(session: Session, principal: Principal, f: Filters, now: datetime) -> 
     return session.scalar(query) or 0
 
 
+def open_by_rule(session: Session, principal: Principal) -> dict[int, int]:
+    """Rule id → its open alarms (shelved ones too) in the caller's region."""
+    placed: Any = Alarm.region_code
+    query = select(Alarm.rule_id, func.count()).where(Alarm.closed_at.is_(None))
+    if principal.region_code:
+        query = query.where(within(placed, principal.region_code))
+    return {rule_id: n for rule_id, n in session.execute(query.group_by(Alarm.rule_id))}
+
+
 def case_code(session: Session, alarm: Alarm) -> str | None:
     if alarm.case_id is None:
         return None

@@ -156,12 +156,8 @@ def list_devices(
     """Devices in the caller's region, with last-seen time and online / offline status."""
     total, rows = service.list_devices(
         session,
-        scope=principal.region_code,
-        now=utcnow(),
-        type_code=type,
-        site=site,
-        group=group,
-        region=region,
+        service.DeviceFilter(principal.region_code, type, site, group, region),
+        utcnow(),
         status=status,
         limit=limit,
         offset=offset,

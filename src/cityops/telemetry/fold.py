@@ -133,6 +133,8 @@ class Folder:
         self.last_s = 0.0  # how long the last fold took
         self.held_back_s = HELD_BACK_S
         self.held = False  # folding past a held-back horizon (PostgreSQL)
+        with factory() as session:  # a session does not connect until asked to
+            self.postgres = session.get_bind().dialect.name == "postgresql"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="telemetry-fold", daemon=True)
 
@@ -183,15 +185,11 @@ class Folder:
         return count
 
     def _held_back(self) -> bool:
-        from cityops.telemetry.models import FoldState
-
+        if not self.postgres:
+            return False  # SQLite's position follows its single writer
         with self.factory() as session:
-            if session.get_bind().dialect.name != "postgresql":
-                return False  # SQLite's position follows its single writer
-            last = session.scalar(select(FoldState.folded_at).where(FoldState.stream == STREAM))
-            if last is not None and (utcnow() - last).total_seconds() < self.held_back_s:
-                return False
-            return pending(session) > 0
+            ago = _since_folded(session)
+            return (ago is None or ago >= self.held_back_s) and pending(session) > 0
 
     def rest_s(self) -> float:
         """The interval, or ``PACE`` fold-lengths — never more than ten intervals."""
@@ -201,11 +199,17 @@ class Folder:
         """Whether another process's folder folded less than an interval ago: then this round
         is left out, so several processes fold once an interval between them, not once each
         (each fold costs a write per series it touches, however few readings it folds)."""
-        from cityops.telemetry.models import FoldState
-
         with self.factory() as session:
-            last = session.scalar(select(FoldState.folded_at).where(FoldState.stream == STREAM))
-        return last is not None and (utcnow() - last).total_seconds() < self.interval_s * 0.9
+            ago = _since_folded(session)
+        return ago is not None and ago < self.interval_s * 0.9
+
+
+def _since_folded(session: Session) -> float | None:
+    """Seconds since a fold last moved the position (any process's), if one ever did."""
+    from cityops.telemetry.models import FoldState
+
+    last = session.scalar(select(FoldState.folded_at).where(FoldState.stream == STREAM))
+    return None if last is None else (utcnow() - last).total_seconds()
 
 
 # --- SQLite ---------------------------------------------------------------------------------

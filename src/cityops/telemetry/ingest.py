@@ -150,11 +150,9 @@ def ingest(
             by_code, by_id = directory.known(session)
     result = Result(received=len(items), rejected=rejected)
     from cityops.alarms import engine
-    from cityops.alarms.models import Kind
 
     rules = engine.enabled_rules(session) if rows else []
-    look_back = any(r.kind == Kind.rate for r in rules)
-    batch = store.store(session, rows, now, look_back=look_back)
+    batch = store.store(session, rows, now, look_back=engine.looks_back(rules))
     result.stored = batch.count
     result.duplicates = len(rows) - batch.count
     if batch.count and session.get_bind().dialect.name == "postgresql":

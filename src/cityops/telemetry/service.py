@@ -188,6 +188,30 @@ def get_device(session: Session, code: str, scope: str = "") -> Device:
     return device
 
 
+def metrics_of(session: Session, device: Device) -> list[dict[str, Any]]:
+    """The metrics the device's type declares: name, label (zh, en), unit, on/off or not."""
+    kind = session.get(DeviceType, device.type_code)
+    return [
+        {
+            "metric": m["name"],
+            "label": m.get("label") or m["name"],
+            "label_en": m.get("label_en") or m.get("label") or m["name"],
+            "unit": m.get("unit") or "",
+            "binary": m.get("kind") == "binary",
+        }
+        for m in (kind.metrics if kind else [])
+        if m.get("name")
+    ]
+
+
+def metric_of(session: Session, device: Device, metric: str) -> dict[str, Any]:
+    """One metric as ``metrics_of`` gives it (its bare name when the type does not declare it)."""
+    return next(
+        (m for m in metrics_of(session, device) if m["metric"] == metric),
+        {"metric": metric, "label": metric, "label_en": metric, "unit": "", "binary": False},
+    )
+
+
 @dataclass
 class DeviceRow:
     device: Device
@@ -258,13 +282,9 @@ def device_counts(session: Session, f: DeviceFilter, now: datetime) -> tuple[int
 
 def list_devices(
     session: Session,
-    *,
-    scope: str,
+    f: DeviceFilter,
     now: datetime,
-    type_code: str | None = None,
-    site: str | None = None,
-    group: str | None = None,
-    region: str | None = None,
+    *,
     status: str | None = None,
     limit: int = 100,
     offset: int = 0,
@@ -273,7 +293,7 @@ def list_devices(
     SQL against each type's interval."""
     seen = _last_seen()
     online = _online(session, seen.c.seen, now)
-    query = _devices_query(DeviceFilter(scope, type_code, site, group, region), seen)
+    query = _devices_query(f, seen)
     if status == "online":
         query = query.where(online)
     elif status == "offline":

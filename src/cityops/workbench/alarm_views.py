@@ -25,7 +25,6 @@ from cityops.auth.permissions import Permission as P
 from cityops.auth.principal import Principal, Who
 from cityops.db import utcnow
 from cityops.deps import DbSession
-from cityops.geo.models import Region
 from cityops.org.models import Person
 from cityops.telemetry.models import Device
 from cityops.web.i18n import pick_language, translator
@@ -80,14 +79,6 @@ class AlarmListing:
     pages: int
 
 
-def _names(session: Session, codes: set[str]) -> dict[str, str]:
-    if not codes:
-        return {}
-    return dict(
-        session.execute(select(Region.code, Region.name).where(Region.code.in_(codes))).all()
-    )
-
-
 def _devices(session: Session, ids: set[int]) -> dict[int, Device]:
     if not ids:
         return {}
@@ -107,7 +98,7 @@ def listing(
             session, principal, f, now, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
         )
     alarms = [a for a, _r, _c in found]
-    names = _names(session, {a.region_code for a in alarms if a.region_code})
+    names = shell.region_names(session, {a.region_code for a in alarms if a.region_code})
     devices = _devices(session, {a.device_id for a in alarms if a.device_id is not None})
     rows = [
         {

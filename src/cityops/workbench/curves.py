@@ -14,7 +14,7 @@ from cityops.alarms import conditions
 from cityops.alarms.models import Alarm, AlarmEvent, AlarmRule, Kind
 from cityops.errors import InvalidInput
 from cityops.telemetry import service as telemetry
-from cityops.telemetry.models import Device, DeviceType
+from cityops.telemetry.models import Device
 
 BEFORE = timedelta(hours=6)  # of the alarm's first reading
 AFTER = timedelta(hours=2)  # of its clearing
@@ -27,30 +27,12 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def metrics_of(session: Session, device: Device) -> list[dict[str, Any]]:
-    """The metrics the device's type declares: name, label (zh, en), unit."""
-    kind = session.get(DeviceType, device.type_code)
-    return [
-        {
-            "metric": m["name"],
-            "label": m.get("label") or m["name"],
-            "label_en": m.get("label_en") or m.get("label") or m["name"],
-            "unit": m.get("unit") or "",
-            "binary": m.get("kind") == "binary",
-        }
-        for m in (kind.metrics if kind else [])
-        if m.get("name")
-    ]
-
-
 def series_curve(
-    session: Session, device: Device, metric: str, start: datetime, end: datetime
+    session: Session, device: Device, meta: dict[str, Any], start: datetime, end: datetime
 ) -> dict[str, Any] | None:
-    """One metric of one device between two instants, or None when it has no readings."""
-    meta = next(
-        (m for m in metrics_of(session, device) if m["metric"] == metric),
-        {"metric": metric, "label": metric, "label_en": metric, "unit": "", "binary": False},
-    )
+    """One metric of one device (``meta``: as ``telemetry.metrics_of`` declares it) between
+    two instants, or None when it has no readings."""
+    metric = meta["metric"]
     # Raw readings for up to a day: the newest reading is drawn at once, not after the next
     # fold; longer spans come from the roll-ups.
     resolution = "raw" if end - start <= RAW_SPAN else "auto"
@@ -125,7 +107,8 @@ def alarm_curve(
         )
     end = now if cleared is None else min(now, cleared + AFTER)
     end = max(end, raised + timedelta(minutes=1))
-    curve = series_curve(session, device, str(rule.metric), raised - BEFORE, end)
+    meta = telemetry.metric_of(session, device, str(rule.metric))
+    curve = series_curve(session, device, meta, raised - BEFORE, end)
     if curve is None:
         return None
     if rule.kind == Kind.threshold:
@@ -142,8 +125,8 @@ def alarm_curve(
 def device_curves(session: Session, device: Device, now: datetime) -> list[dict[str, Any]]:
     """Each metric of the device over the last day (those with readings)."""
     out = []
-    for m in metrics_of(session, device):
-        curve = series_curve(session, device, m["metric"], now - DEVICE_SPAN, now)
+    for m in telemetry.metrics_of(session, device):
+        curve = series_curve(session, device, m, now - DEVICE_SPAN, now)
         if curve is not None:
             out.append(curve)
     return out

@@ -18,7 +18,6 @@ from cityops.auth.permissions import Permission as P
 from cityops.auth.principal import Principal
 from cityops.db import utcnow
 from cityops.deps import DbSession
-from cityops.geo.models import Region
 from cityops.telemetry import service as telemetry
 from cityops.telemetry.models import Device, DeviceType, Latest
 from cityops.web.i18n import pick_language
@@ -33,30 +32,18 @@ REGION_PATTERN = r"^(\d{6}(\d{3}){0,3})?$"
 SHOWN_VALUES = 3  # newest values a list row shows
 
 
-def _metrics(types: list[DeviceType]) -> dict[str, dict[str, dict[str, Any]]]:
-    """type → metric name → its declaration (label, unit …)."""
-    return {k.code: {m["name"]: m for m in k.metrics if m.get("name")} for k in types}
-
-
 def _values(
-    latest: list[Latest], declared: dict[str, dict[str, Any]], lang: str
+    latest: list[Latest], declared: list[dict[str, Any]], lang: str
 ) -> list[dict[str, Any]]:
-    """The newest values, in the order the type declares its metrics."""
-    order = {name: i for i, name in enumerate(declared)}
+    """The newest values, in the order the type declares its metrics (``telemetry.metrics_of``)."""
+    by_name = {m["metric"]: m for m in declared}
+    order = {name: i for i, name in enumerate(by_name)}
     out = []
     for v in sorted(latest, key=lambda v: (order.get(v.metric, len(order)), v.metric)):
-        m = declared.get(v.metric, {})
-        label = (m.get("label_en") if lang == "en" else None) or m.get("label") or v.metric
+        m = by_name.get(v.metric, {})
+        label = m.get("label_en" if lang == "en" else "label") or v.metric
         out.append({"label": label, "value": v.value, "unit": m.get("unit", ""), "ts": v.ts})
     return out
-
-
-def _region_names(session: Session, codes: set[str]) -> dict[str, str]:
-    if not codes:
-        return {}
-    return dict(
-        session.execute(select(Region.code, Region.name).where(Region.code.in_(codes))).all()
-    )
 
 
 @router.get("/workbench/devices")
@@ -88,14 +75,7 @@ def device_list(
     pages = max(1, -(-shown // PAGE_SIZE))
     page = min(page, pages)
     _total, rows = telemetry.list_devices(
-        session,
-        scope=principal.region_code,
-        now=now,
-        type_code=chosen_type,
-        region=region or None,
-        status=chosen_status,
-        limit=PAGE_SIZE,
-        offset=(page - 1) * PAGE_SIZE,
+        session, f, now, status=chosen_status, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
     )
     latest: dict[int, list[Latest]] = {}
     if rows:
@@ -103,8 +83,7 @@ def device_list(
             select(Latest).where(Latest.device_id.in_([r.device.id for r in rows]))
         ):
             latest.setdefault(found.device_id, []).append(found)
-    metrics = _metrics(types)
-    names = _region_names(session, {r.device.region_code for r in rows})
+    names = shell.region_names(session, {r.device.region_code for r in rows})
     return shell.page(
         request,
         session,
@@ -117,7 +96,7 @@ def device_list(
                 "type": next((k for k in types if k.code == r.device.type_code), None),
                 "place": names.get(r.device.region_code, r.device.region_code),
                 "values": _values(
-                    latest.get(r.device.id, []), metrics.get(r.device.type_code, {}), lang
+                    latest.get(r.device.id, []), telemetry.metrics_of(session, r.device), lang
                 )[:SHOWN_VALUES],
             }
             for r in rows
@@ -135,7 +114,6 @@ def device_context(
     session: Session, principal: Principal, device: Device, now: datetime, lang: str
 ) -> dict[str, Any]:
     kind = session.get(DeviceType, device.type_code)
-    declared = _metrics([kind]).get(device.type_code, {}) if kind else {}
     latest = list(session.scalars(select(Latest).where(Latest.device_id == device.id)))
     alarms = list(
         session.execute(
@@ -151,7 +129,7 @@ def device_context(
         "row": telemetry.device_row(session, device, now),
         "type": kind,
         "regions": shell.region_path(session, device.region_code),
-        "values": _values(latest, declared, lang),
+        "values": _values(latest, telemetry.metrics_of(session, device), lang),
         "alarms": alarms,
         "curves": curves.device_curves(session, device, now),
         "may_read_alarms": principal.can(P.alarms_read),

@@ -8,15 +8,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from cityops.alarms import conditions, rules
-from cityops.alarms.models import Alarm, AlarmRule, Kind
+from cityops.alarms import conditions, queries, rules
+from cityops.alarms.models import AlarmRule, Kind
 from cityops.auth.permissions import Permission as P
 from cityops.deps import DbSession
 from cityops.errors import InvalidInput
-from cityops.geo.codes import within
 from cityops.web.i18n import pick_language
 from cityops.web.views import MaybePrincipal
 from cityops.workbench import shell
@@ -74,21 +71,13 @@ def describe(rule: AlarmRule, lang: str) -> str:
     return str(params)
 
 
-def _open_alarms(session: Session, scope: str) -> dict[int, int]:
-    placed: Any = Alarm.region_code  # an alarm without a place shows only district-wide
-    query = select(Alarm.rule_id, func.count()).where(Alarm.closed_at.is_(None))
-    if scope:
-        query = query.where(within(placed, scope))
-    return {rule_id: n for rule_id, n in session.execute(query.group_by(Alarm.rule_id))}
-
-
 @router.get("/workbench/alarm-rules")
 def rule_list(request: Request, principal: MaybePrincipal, session: DbSession) -> Response:
     admitted = shell.admit(request, session, principal, P.alarms_read)
     if isinstance(admitted, Response):
         return admitted
     lang = pick_language(request)
-    counts = _open_alarms(session, admitted.region_code)
+    counts = queries.open_by_rule(session, admitted)
     rows: list[dict[str, Any]] = [
         {"rule": r, "condition": describe(r, lang), "open": counts.get(r.id, 0)}
         for r in rules.list_rules(session)

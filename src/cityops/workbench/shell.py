@@ -259,6 +259,15 @@ def admit(
     return principal
 
 
+def region_names(session: Session, codes: set[str]) -> dict[str, str]:
+    """Region code → name, for the codes a list shows."""
+    if not codes:
+        return {}
+    return dict(
+        session.execute(select(Region.code, Region.name).where(Region.code.in_(codes))).all()
+    )
+
+
 def region_path(session: Session, code: str | None) -> list[Region]:
     """The district, town, village and grid a region code lies in (as far as it goes)."""
     if not code:

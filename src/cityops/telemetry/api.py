@@ -17,7 +17,7 @@ from cityops.auth.principal import Principal
 from cityops.db import utcnow
 from cityops.deps import DbSession
 from cityops.errors import CityOpsError, InvalidInput
-from cityops.telemetry import service
+from cityops.telemetry import service, wire
 from cityops.telemetry.ingest import Policy, ingest, restriction
 from cityops.telemetry.schemas import (
     DeviceIn,
@@ -66,8 +66,12 @@ async def batch_body(request: Request) -> list[Any] | CityOpsError:
 
 
 def _parse(body: bytes) -> Any:
-    """pydantic-core's parser (faster than the standard library's on large batches); what it
-    refuses — a lone surrogate escape, say — the standard library decides, as before."""
+    """Typed records where the body fits them (``wire``: the usual batch); otherwise
+    pydantic-core's parser (faster than the standard library's on large batches), and what it
+    refuses — a lone surrogate escape, say — the standard library decides."""
+    readings = wire.decode(body)
+    if readings is not None:
+        return readings
     try:
         return from_json(body)
     except ValueError:

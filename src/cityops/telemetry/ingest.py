@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from cityops.telemetry import store
 from cityops.telemetry.directory import DIRECTORY, DeviceInfo, Directory
-from cityops.telemetry.validate import Limits, Rejection, check_batch
+from cityops.telemetry.validate import Limits, Rejection, check_batch, device_code
 
 DAY_MS = 86_400_000
 
@@ -139,7 +139,7 @@ def ingest(
     by_code, by_id = directory.known(session)
     rows, rejected, unknown = check_batch(items, by_code, limits, allowed, defer_unknown=True)
     if unknown:  # devices not in the cache: registered a moment ago, or not at all
-        found = directory.lookup(session, {items[i]["device"] for i in unknown})
+        found = directory.lookup(session, {device_code(items[i]) for i in unknown})
         more, more_rejected, _ = check_batch(
             [items[i] for i in unknown], found, limits, allowed, positions=unknown
         )

@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
+from msgspec import UNSET
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -49,9 +50,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cityops.auth import audit
 from cityops.db import transaction, utcnow
+from cityops.telemetry import wire
 from cityops.telemetry.directory import DIRECTORY, DeviceInfo
 from cityops.telemetry.ingest import Policy, Result, ingest
-from cityops.telemetry.validate import Rejection, rejection
+from cityops.telemetry.validate import Rejection, device_code, rejection
 
 log = logging.getLogger("cityops.ingest")
 
@@ -222,6 +224,16 @@ def parse(message: Inbound, topic: str, max_payload: int, max_items: int) -> Par
     if len(message.payload) > max_payload:
         out.problem = "too_large"
         return out
+    typed = wire.decode(message.payload)
+    if typed is not None:
+        if len(typed) > max_items:
+            out.problem = "too_many"
+            return out
+        for reading in typed:
+            if reading.device is UNSET:
+                reading.device = out.segment
+        out.items = typed
+        return out
     try:
         data = from_json(message.payload)
     except ValueError:  # the standard library decides what pydantic-core's parser refuses
@@ -278,11 +290,7 @@ class Call:
     result: Result | None = None
 
     def codes(self) -> set[str]:
-        return {
-            i["device"]
-            for i in self.items
-            if isinstance(i, dict) and isinstance(i.get("device"), str)
-        }
+        return {code for i in self.items if isinstance(code := device_code(i), str)}
 
 
 def plan(parsed: list[Parsed]) -> Call | None:
@@ -293,7 +301,8 @@ def plan(parsed: list[Parsed]) -> Call | None:
         if p.problem is not None:
             continue
         for index, item in enumerate(p.items):
-            mine = not isinstance(item, dict) or item.get("device") == p.segment
+            code = device_code(item)
+            mine = code is None or code == p.segment
             call.items.append(item)
             call.where.append((p, index))
             call.gateways.append(None if mine else p.segment)
@@ -309,7 +318,8 @@ def screen(call: Call, devices: Mapping[str, DeviceInfo]) -> tuple[list[int], li
     refused: list[Rejection] = []
     for position, (item, gateway) in enumerate(zip(call.items, call.gateways, strict=True)):
         if gateway is not None:
-            device = devices.get(item["device"]) if isinstance(item.get("device"), str) else None
+            code = device_code(item)
+            device = devices.get(code) if isinstance(code, str) else None
             if device is not None and device.active and not may_speak_for(gateway, device):
                 refused.append(rejection(position, "device", "forbidden_device", device.code))
                 continue

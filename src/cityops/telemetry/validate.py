@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from msgspec import UNSET
+
 from cityops.telemetry.directory import DeviceInfo
+from cityops.telemetry.wire import Wire
 
 SECONDS_BELOW = 100_000_000_000
 
@@ -127,46 +130,53 @@ def check_batch(
     for index, item in enumerate(items):
         # The common case in one pass and no objects made: a plain reading of a known, active,
         # permitted device, stamped in epoch milliseconds, each value a float within range.
-        if type(item) is dict:
-            code = item.get("device")
-            device = known(code) if type(code) is str else None
-            ts = item.get("ts")
-            if (
-                device is not None
-                and device.active
-                and type(ts) is int
-                and oldest_ms <= ts <= future_ms
-                and (allowed is None or _permitted(permitted, allowed, device))
-            ):
-                ranges = device.ranges
-                values = item.get("values")
-                if values is None:
-                    metric = item.get("metric")
-                    value = item.get("value")
-                    if type(value) is float and type(metric) is str:
-                        bounds = ranges.get(metric)
-                        # value - value is 0.0 for every finite float (an unbounded metric
-                        # lets ±inf past the bounds; NaN never passes them).
-                        if (
-                            bounds is not None
-                            and bounds[0] <= value <= bounds[1]
-                            and value - value == 0.0
-                        ):
-                            append((device.id, metric, ts, value))
-                            continue
-                elif type(values) is dict:
-                    good = [
-                        (device.id, metric, ts, value)
-                        for metric, value in values.items()
-                        if type(value) is float
-                        and type(metric) is str
-                        and (bounds := ranges.get(metric)) is not None
+        kind = type(item)
+        if kind is Wire:
+            code, ts, values = item.device, item.ts, item.values
+        elif kind is dict:
+            code, ts, values = item.get("device"), item.get("ts"), item.get("values")
+        else:
+            code = ts = values = None
+        device = known(code) if type(code) is str else None
+        if (
+            device is not None
+            and device.active
+            and type(ts) is int
+            and oldest_ms <= ts <= future_ms
+            and (allowed is None or _permitted(permitted, allowed, device))
+        ):
+            ranges = device.ranges
+            if values is None or values is UNSET:
+                if kind is Wire:
+                    metric, value = item.metric, item.value
+                else:
+                    metric, value = item.get("metric"), item.get("value")
+                if type(value) is float and type(metric) is str:
+                    bounds = ranges.get(metric)
+                    # value - value is 0.0 for every finite float (an unbounded metric lets
+                    # ±inf past the bounds; NaN never passes them).
+                    if (
+                        bounds is not None
                         and bounds[0] <= value <= bounds[1]
                         and value - value == 0.0
-                    ]
-                    if len(good) == len(values):
-                        rows += good
+                    ):
+                        append((device.id, metric, ts, value))
                         continue
+            elif type(values) is dict:
+                good = [
+                    (device.id, metric, ts, value)
+                    for metric, value in values.items()
+                    if type(value) is float
+                    and type(metric) is str
+                    and (bounds := ranges.get(metric)) is not None
+                    and bounds[0] <= value <= bounds[1]
+                    and value - value == 0.0
+                ]
+                if len(good) == len(values):
+                    rows += good
+                    continue
+        if kind is Wire:  # the slow path reads the reading as sent
+            item = item.as_dict()
         at = index if positions is None else positions[index]
         if defer_unknown and _unknown(item, devices):
             unknown.append(at)
@@ -180,6 +190,13 @@ def _permitted(permitted: dict[str, bool], allowed: Any, device: DeviceInfo) -> 
     if ok is None:
         ok = permitted[device.code] = bool(allowed(device))
     return ok
+
+
+def device_code(item: Any) -> Any:
+    """The device a reading names (a ``Wire`` record's or a parsed object's), if any."""
+    if type(item) is Wire:
+        return None if item.device is UNSET else item.device
+    return item.get("device") if isinstance(item, dict) else None
 
 
 def _unknown(item: Any, devices: Mapping[str, DeviceInfo]) -> bool:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from cityops import sqlite_turns
-from cityops.db import make_engine, session_factory, transaction
+from cityops.db import make_engine, readers_of, session_factory, transaction
 from cityops.geo.models import GeoState, Region
 from cityops.org.models import Unit
 
@@ -128,6 +128,33 @@ def test_sqlite_writers_of_one_process_take_turns_and_always_hand_them_back(tmp_
     thread.join(5)
     assert seen == [2]
     assert turn_free()
+    engine.dispose()
+
+
+def test_sqlite_readers_of_a_writer_factory_neither_take_nor_wait_for_the_turn(
+    tmp_db: str,
+) -> None:
+    """``readers_of``: what an ingest worker checks a batch in while another writes."""
+    engine = make_engine(tmp_db)
+    writer = session_factory(engine, writer=True)
+    readers = readers_of(writer)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    read: list[int] = []
+
+    def reader() -> None:
+        with transaction(readers) as s:
+            read.append(s.execute(text("SELECT count(*) FROM t")).scalar_one())
+
+    with transaction(writer) as s:
+        s.execute(text("INSERT INTO t VALUES (1)"))
+        thread = threading.Thread(target=reader)
+        thread.start()
+        thread.join(2)  # a writer would wait here for the turn until this commit
+        assert read == [0]  # read beside the writer, from before its commit
+        assert sqlite_turns.of(engine.pool, None).taken()  # the writer's, still
+    with transaction(readers) as s:
+        assert s.execute(text("SELECT count(*) FROM t")).scalar_one() == 1
     engine.dispose()
 
 

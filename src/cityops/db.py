@@ -119,6 +119,13 @@ def session_factory(engine: Engine, *, writer: bool = False) -> sessionmaker[Ses
     return sessionmaker(bind=bind, expire_on_commit=False)
 
 
+def readers_of(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions on the same database that only read: on SQLite they neither take the write
+    lock nor wait their turn for it."""
+    bind = factory.kw["bind"]
+    return sessionmaker(bind=bind.execution_options(sqlite_immediate=False), expire_on_commit=False)
+
+
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A unit of work for jobs and commands: commit on success, roll back on error."""

@@ -10,7 +10,7 @@ a moment later, exactly once either way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from cityops.telemetry import store
 from cityops.telemetry.directory import DIRECTORY, DeviceInfo, Directory
-from cityops.telemetry.validate import Limits, Rejection, check_batch, device_code
+from cityops.telemetry.validate import Limits, Rejection, Row, check_batch, device_code
 
 DAY_MS = 86_400_000
 
@@ -122,7 +122,18 @@ def lock_devices(session: Session, device_ids: Collection[int]) -> set[int]:
     return ids
 
 
-def ingest(
+@dataclass
+class Checked:
+    """A batch checked against the device directory, nothing stored yet."""
+
+    received: int
+    rows: list[Row]
+    rejected: list[Rejection]
+    by_code: Mapping[str, DeviceInfo]
+    by_id: Mapping[int, DeviceInfo]
+
+
+def check_readings(
     session: Session,
     items: list[Any],
     now: datetime,
@@ -130,12 +141,11 @@ def ingest(
     policy: Policy | None = None,
     allowed: Callable[[DeviceInfo], bool] | None = None,
     directory: Directory = DIRECTORY,
-    fold: bool = True,
-) -> Result:
-    """``fold``: bring the roll-ups and latest values up to date before returning (False:
-    leave that to a background folder — see ``cityops.telemetry.fold``)."""
-    policy = policy or Policy()
-    limits = policy.limits(now)
+) -> Checked:
+    """The first half of ``ingest()``: reads the database only for devices not in the cache,
+    so a caller may run it before taking the write lock (``cityops ingest`` does: two workers
+    then check one batch while the other writes)."""
+    limits = (policy or Policy()).limits(now)
     by_code, by_id = directory.known(session)
     rows, rejected, unknown = check_batch(items, by_code, limits, allowed, defer_unknown=True)
     if unknown:  # devices not in the cache: registered a moment ago, or not at all
@@ -148,9 +158,17 @@ def ingest(
             rejected = sorted(rejected + more_rejected, key=lambda r: r.index)
         if found:  # now in the cache too
             by_code, by_id = directory.known(session)
-    result = Result(received=len(items), rejected=rejected)
+    return Checked(len(items), rows, rejected, by_code, by_id)
+
+
+def store_checked(
+    session: Session, checked: Checked, now: datetime, *, fold: bool = True
+) -> Result:
+    """The second half of ``ingest()``: store the checked readings, evaluate the rules."""
     from cityops.alarms import engine
 
+    rows = checked.rows
+    result = Result(received=checked.received, rejected=checked.rejected)
     rules = engine.enabled_rules(session) if rows else []
     batch = store.store(session, rows, now, look_back=engine.looks_back(rules))
     result.stored = batch.count
@@ -158,9 +176,30 @@ def ingest(
     if batch.count and session.get_bind().dialect.name == "postgresql":
         lock_devices(session, set(map(itemgetter(0), batch.new)))
     if batch.count:
-        result.alarms = engine.on_readings(session, batch, by_id, now, by_code=by_code, rules=rules)
+        result.alarms = engine.on_readings(
+            session, batch, checked.by_id, now, by_code=checked.by_code, rules=rules
+        )
     if fold and batch.count:
         from cityops.telemetry import fold as folding
 
         folding.run(session, now, wait=True, limit=None)
     return result
+
+
+def ingest(
+    session: Session,
+    items: list[Any],
+    now: datetime,
+    *,
+    policy: Policy | None = None,
+    allowed: Callable[[DeviceInfo], bool] | None = None,
+    directory: Directory = DIRECTORY,
+    fold: bool = True,
+) -> Result:
+    """Check, store, evaluate. ``fold``: bring the roll-ups and latest values up to date
+    before returning (False: leave that to a background folder — see
+    ``cityops.telemetry.fold``)."""
+    checked = check_readings(
+        session, items, now, policy=policy, allowed=allowed, directory=directory
+    )
+    return store_checked(session, checked, now, fold=fold)

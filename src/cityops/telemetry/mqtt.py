@@ -49,10 +49,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.orm import Session, sessionmaker
 
 from cityops.auth import audit
-from cityops.db import transaction, utcnow
+from cityops.db import readers_of, transaction, utcnow
 from cityops.telemetry import wire
 from cityops.telemetry.directory import DIRECTORY, DeviceInfo
-from cityops.telemetry.ingest import Policy, Result, ingest
+from cityops.telemetry.ingest import Policy, Result, check_readings, store_checked
 from cityops.telemetry.validate import Rejection, device_code, rejection
 
 log = logging.getLogger("cityops.ingest")
@@ -361,6 +361,7 @@ class IngestWorker:
         """``fold=False``: leave the roll-ups and latest values to a folder running beside
         the worker (``cityops ingest`` starts one; see ``cityops.telemetry.fold``)."""
         self.factory = factory
+        self._readers = (factory, readers_of(factory))
         self.config = config
         self.policy = policy or Policy()
         self.clock = clock
@@ -613,6 +614,14 @@ class IngestWorker:
         self._report(parsed, results)
         return len(batch)
 
+    @property
+    def readers(self) -> sessionmaker[Session]:
+        """Sessions that only read, on the database ``factory`` writes to (which a caller may
+        replace)."""
+        if self._readers[0] is not self.factory:
+            self._readers = (self.factory, readers_of(self.factory))
+        return self._readers[1]
+
     def _commit(self, parsed: list[Parsed]) -> list[Call]:
         """Everything well-formed in one transaction and one ``ingest()``; a gateway's reading
         for a device outside its group is rejected first (``screen``)."""
@@ -622,19 +631,17 @@ class IngestWorker:
         attempt = 0
         while True:
             try:
+                now = self.clock()
+                # Checked in a transaction that only reads (on SQLite: without the write lock),
+                # so that one worker checks its batch while another writes.
+                with transaction(self.readers) as session:
+                    keep, refused = screen(call, DIRECTORY.lookup(session, call.codes()))
+                    checked = check_readings(
+                        session, [call.items[i] for i in keep], now, policy=self.policy
+                    )
                 with transaction(self.factory) as session:
                     audit.set_actor(session, ACTOR)
-                    # Take the database (on SQLite: its write lock) before the device cache's
-                    # lock, in that order in every thread.
-                    session.connection()
-                    keep, refused = screen(call, DIRECTORY.lookup(session, call.codes()))
-                    result = ingest(
-                        session,
-                        [call.items[i] for i in keep],
-                        self.clock(),
-                        policy=self.policy,
-                        fold=self.fold,
-                    )
+                    result = store_checked(session, checked, now, fold=self.fold)
                 result.received = len(call.items)
                 result.rejected = sorted(
                     refused + [replace(r, index=keep[r.index]) for r in result.rejected],

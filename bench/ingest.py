@@ -239,6 +239,16 @@ def wait_folded(url: str, timeout: float) -> float:
     return time.perf_counter() - t0
 
 
+def wait_subscribed(logs: list[Path], timeout: float) -> None:
+    """Until every worker says its subscription stands: a message published before that goes
+    to no one (a worker can take seconds to start on a busy machine)."""
+    t0 = time.perf_counter()
+    while not all(log.exists() and "subscribed to" in log.read_text() for log in logs):
+        if time.perf_counter() - t0 > timeout:
+            raise TimeoutError(f"the ingest workers did not subscribe within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
 def wait_stored(url: str, target: int, timeout: float) -> float:
     """Seconds until ``target`` readings are stored. Counting them is a scan of the table
     (tens of milliseconds at a million readings, on the cores the workers use), so the waiting
@@ -479,7 +489,7 @@ def mqtt_run(
             )
             for i in range(args.workers)
         ]
-        time.sleep(2.0)  # subscribed
+        wait_subscribed([tmp / f"ingest-{i}.log" for i in range(args.workers)], timeout=60)
         client = publisher(port)
         messages = encode(rows, args.per_message)
         before = stored(url)

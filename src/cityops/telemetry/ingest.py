@@ -5,7 +5,9 @@ together or not at all — which is what lets an MQTT worker acknowledge a messa
 its commit, and a restarted worker neither lose nor repeat an alarm. The roll-ups and latest
 values are folded in from the stored readings (``cityops.telemetry.fold``): in the same
 transaction by default, or — ``fold=False``, the high-volume channels — by a background folder
-a moment later, exactly once either way.
+a moment later, exactly once either way. ``ingest()`` is ``check_readings()`` then
+``store_checked()``; a caller that must share a write lock (an MQTT worker on SQLite) checks
+in a transaction that only reads and takes the lock for the second half alone.
 """
 
 from __future__ import annotations

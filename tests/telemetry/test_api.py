@@ -107,6 +107,12 @@ def test_devices_series_and_latest(
     assert status == {g: True, kit.codes["rain"]: False, kit.codes["crack"]: False}
     offline = client.get("/api/v1/devices", params={"status": "offline", "site": "T-SITE"})
     assert {d["code"] for d in offline.json()["items"]} == {kit.codes["rain"], kit.codes["crack"]}
+    # One device's page decides the same way the list does.
+    one = client.get(f"/api/v1/devices/{g}").json()
+    assert (one["online"], one["group"]) == (True, "T-GW") and one["last_seen"]
+    rain = client.get(f"/api/v1/devices/{kit.codes['rain']}").json()
+    assert (rain["online"], rain["group"], rain["last_seen"]) == (False, None, None)
+    assert client.patch(f"/api/v1/devices/{g}", json={"active": False}).json()["online"] is False
 
     start = (utcnow() - timedelta(minutes=61)).isoformat()
     end = utcnow().isoformat()

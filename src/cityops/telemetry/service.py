@@ -220,12 +220,12 @@ class DeviceRow:
     online: bool
 
 
-def _last_seen() -> Any:
-    return (
-        select(Latest.device_id, func.max(Latest.received_at).label("seen"))
-        .group_by(Latest.device_id)
-        .subquery()
-    )
+def _last_seen(device_id: int | None = None) -> Any:
+    """When each device (or the one) last reported, by its newest values' arrival."""
+    query = select(Latest.device_id, func.max(Latest.received_at).label("seen"))
+    if device_id is not None:
+        query = query.where(Latest.device_id == device_id)
+    return query.group_by(Latest.device_id).subquery()
 
 
 def _online(session: Session, seen: Any, now: datetime) -> ColumnElement[bool]:
@@ -307,12 +307,14 @@ def list_devices(
 
 
 def device_row(session: Session, device: Device, now: datetime) -> DeviceRow:
-    group = session.get(DeviceGroup, device.group_id) if device.group_id else None
-    seen = session.scalar(select(func.max(Latest.received_at)).where(Latest.device_id == device.id))
-    kind = session.get(DeviceType, device.type_code)
-    after = timedelta(seconds=kind.offline_after_s if kind else 3600)
-    online = device.active and seen is not None and seen >= now - after
-    return DeviceRow(device, group.code if group else None, seen, online)
+    """One device as the lists show it (online decided by the same SQL)."""
+    seen = _last_seen(device.id)
+    online = _online(session, seen.c.seen, now)
+    query = _devices_query(DeviceFilter(), seen).where(Device.id == device.id)
+    group_code, last, up = session.execute(
+        query.with_only_columns(DeviceGroup.code, seen.c.seen, online)
+    ).one()
+    return DeviceRow(device, group_code, last, bool(up))
 
 
 # --- readings -------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ def test_each_invalid_reading_is_rejected_with_its_reason(session: Session, kit:
         r(g, "disp_mm", ms(-24 * 60 * 800), 1.0),  # 11 older than retention
         {"device": rain, "ts": ms(0), "values": {"rain_mm": 2.5, "wind": 3}},  # 12 one of two
         r(rain, "rain_mm", ms(3), -1.0),  # 13 negative rain
+        {"device": rain, "ts": ms(0), "values": {}},  # 14 no value at all
     ]
     result = ingest(session, batch, NOW)
     reasons = {(x.index, x.field, x.reason) for x in result.rejected}
@@ -82,6 +83,7 @@ def test_each_invalid_reading_is_rejected_with_its_reason(session: Session, kit:
         (11, "ts", "too_old"),
         (12, "values.wind", "unknown_metric"),
         (13, "value", "out_of_range"),
+        (14, "values", "missing"),
     }
     assert result.stored == 2  # the good GNSS reading and the good half of item 12
     assert all(x.message for x in result.rejected)

@@ -46,6 +46,7 @@ def batch(kit: Kit) -> list[Any]:
         {"device": g, "metric": "disp_mm", "ts": "2026-07-15T08:07:00+08:00", "value": 1.0},
         {"device": g, "metric": "disp_mm", "ts": 10**30, "value": 1.0},  # 20 beyond any clock
         {"device": g, "values": None, "metric": "disp_mm", "ts": ms(-8), "value": 3.0},  # 21
+        {"device": rain, "ts": ms(0), "values": {}},  # 22 nothing in it
     ]
 
 
@@ -61,12 +62,13 @@ def test_typed_records_get_the_general_parsers_verdicts(session: Session, kit: K
     assert typed is not None and all(type(item) is wire.Wire for item in typed)
     rows, rejected = verdicts(typed, kit, session)
     assert (rows, rejected) == verdicts(json.loads(body), kit, session)
-    assert len(rows) == 8 and len(rejected) == 15  # both ways: a real mix
+    assert len(rows) == 8 and len(rejected) == 16  # both ways: a real mix
     assert {(r["index"], r["reason"]) for r in rejected} >= {
         (2, "unknown_device"),
         (11, "unknown_metric"),  # "metric": null is not the same as no metric …
         (12, "missing"),  # … which is
         (20, "bad_timestamp"),
+        (22, "missing"),
     }
 
 

@@ -172,7 +172,7 @@ def check_batch(
                     and bounds[0] <= value <= bounds[1]
                     and value - value == 0.0
                 ]
-                if len(good) == len(values):
+                if good and len(good) == len(values):
                     rows += good
                     continue
         if kind is Wire:  # the slow path reads the reading as sent
@@ -251,6 +251,9 @@ def _check_one(
         return
     values = item.get("values")
     if isinstance(values, dict):
+        if not values:  # counted as received: it must be stored or rejected
+            rejected.append(rejection(index, "values", "missing", code))
+            return
         pairs = list(values.items())
         prefix = "values."
     elif "metric" in item:

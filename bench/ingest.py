@@ -214,10 +214,10 @@ def readings(n_devices: int, total: int, start_ms: int) -> list[dict[str, Any]]:
 
 def stored(url: str) -> int:
     engine = make_engine(url)
-    with engine.connect() as conn:
-        count = conn.execute(select(func.count()).select_from(Reading)).scalar_one()
-    engine.dispose()
-    return int(count)
+    try:
+        return _count(engine)
+    finally:
+        engine.dispose()
 
 
 def unfolded(url: str) -> int:

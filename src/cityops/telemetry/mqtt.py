@@ -361,7 +361,6 @@ class IngestWorker:
         """``fold=False``: leave the roll-ups and latest values to a folder running beside
         the worker (``cityops ingest`` starts one; see ``cityops.telemetry.fold``)."""
         self.factory = factory
-        self._readers = (factory, readers_of(factory))
         self.config = config
         self.policy = policy or Policy()
         self.clock = clock
@@ -614,14 +613,6 @@ class IngestWorker:
         self._report(parsed, results)
         return len(batch)
 
-    @property
-    def readers(self) -> sessionmaker[Session]:
-        """Sessions that only read, on the database ``factory`` writes to (which a caller may
-        replace)."""
-        if self._readers[0] is not self.factory:
-            self._readers = (self.factory, readers_of(self.factory))
-        return self._readers[1]
-
     def _commit(self, parsed: list[Parsed]) -> list[Call]:
         """Everything well-formed in one transaction and one ``ingest()``; a gateway's reading
         for a device outside its group is rejected first (``screen``)."""
@@ -634,7 +625,7 @@ class IngestWorker:
                 now = self.clock()
                 # Checked in a transaction that only reads (on SQLite: without the write lock),
                 # so that one worker checks its batch while another writes.
-                with transaction(self.readers) as session:
+                with transaction(readers_of(self.factory)) as session:
                     keep, refused = screen(call, DIRECTORY.lookup(session, call.codes()))
                     checked = check_readings(
                         session, [call.items[i] for i in keep], now, policy=self.policy

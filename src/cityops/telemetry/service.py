@@ -269,15 +269,53 @@ def _devices_query(f: DeviceFilter, seen: Any) -> Select[Any]:
     return query.where(and_(*conds)) if conds else query
 
 
-def device_counts(session: Session, f: DeviceFilter, now: datetime) -> tuple[int, int]:
-    """(devices, of them online) for a filter, counted in SQL."""
+@dataclass(frozen=True)
+class DeviceCounts:
+    total: int
+    online: int
+
+    @property
+    def offline(self) -> int:
+        return self.total - self.online
+
+    def matching(self, status: str | None) -> int:
+        """How many devices a list filtered by this status (None: any) holds."""
+        return {"online": self.online, "offline": self.offline}.get(status or "", self.total)
+
+
+def device_counts(session: Session, f: DeviceFilter, now: datetime) -> DeviceCounts:
+    """Devices for a filter, and of them online, counted in SQL."""
     seen = _last_seen()
     online = _online(session, seen.c.seen, now)
     counted = _devices_query(f, seen).with_only_columns(
         func.count(), func.coalesce(func.sum(case((online, 1), else_=0)), 0)
     )
     total, up = session.execute(counted).one()
-    return int(total), int(up)
+    return DeviceCounts(int(total), int(up))
+
+
+def page_devices(
+    session: Session,
+    f: DeviceFilter,
+    now: datetime,
+    *,
+    status: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[DeviceRow]:
+    """One page of devices by code; status (online / offline) decided in SQL against each
+    type's interval. ``device_counts`` says how many there are."""
+    seen = _last_seen()
+    online = _online(session, seen.c.seen, now)
+    query = _devices_query(f, seen)
+    if status == "online":
+        query = query.where(online)
+    elif status == "offline":
+        query = query.where(not_(online))
+    page = session.execute(
+        query.add_columns(online.label("online")).order_by(Device.code).limit(limit).offset(offset)
+    )
+    return [DeviceRow(device, group_code, last, bool(up)) for device, group_code, last, up in page]
 
 
 def list_devices(
@@ -289,21 +327,9 @@ def list_devices(
     limit: int = 100,
     offset: int = 0,
 ) -> tuple[int, list[DeviceRow]]:
-    """One page of devices by code and how many match; status (online / offline) decided in
-    SQL against each type's interval."""
-    seen = _last_seen()
-    online = _online(session, seen.c.seen, now)
-    query = _devices_query(f, seen)
-    if status == "online":
-        query = query.where(online)
-    elif status == "offline":
-        query = query.where(not_(online))
-    total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-    page = session.execute(
-        query.add_columns(online.label("online")).order_by(Device.code).limit(limit).offset(offset)
-    )
-    rows = [DeviceRow(device, group_code, last, bool(up)) for device, group_code, last, up in page]
-    return total, rows
+    """One page of devices and how many match."""
+    total = device_counts(session, f, now).matching(status)
+    return total, page_devices(session, f, now, status=status, limit=limit, offset=offset)
 
 
 def device_row(session: Session, device: Device, now: datetime) -> DeviceRow:

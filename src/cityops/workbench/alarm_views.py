@@ -38,7 +38,6 @@ SEVERITIES = ("critical", "major", "minor", "warning")
 STATES = ("open", "closed", "all")
 # How long an alarm may be shelved, in minutes (the service allows up to 72 h).
 SHELVE_MINUTES = (30, 60, 120, 240, 480, 1440, 4320)
-REGION_PATTERN = r"^(\d{6}(\d{3}){0,3})?$"
 IdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
@@ -91,7 +90,7 @@ def listing(
     total, found = queries.page(
         session, principal, f, now, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
     )
-    pages = max(1, -(-total // PAGE_SIZE))
+    pages = shell.pages_of(total, PAGE_SIZE)
     if page > pages:  # a page that no longer exists (the list shrank): the last one
         page = pages
         total, found = queries.page(
@@ -123,7 +122,7 @@ def alarm_list(
     severity: Annotated[str | None, Query(max_length=10)] = None,
     acked: Annotated[str | None, Query(max_length=5)] = None,
     shelved: Annotated[str | None, Query(max_length=5)] = None,
-    region: Annotated[str | None, Query(pattern=REGION_PATTERN)] = None,
+    region: Annotated[str | None, Query(pattern=shell.REGION_FILTER)] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
     admitted = shell.admit(request, session, principal, P.alarms_read)

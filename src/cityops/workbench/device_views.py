@@ -28,7 +28,6 @@ router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 50
 STATUSES = ("online", "offline")
-REGION_PATTERN = r"^(\d{6}(\d{3}){0,3})?$"
 SHOWN_VALUES = 3  # newest values a list row shows
 
 
@@ -53,7 +52,7 @@ def device_list(
     session: DbSession,
     type: Annotated[str | None, Query(max_length=30)] = None,
     status: Annotated[str | None, Query(max_length=10)] = None,
-    region: Annotated[str | None, Query(pattern=REGION_PATTERN)] = None,
+    region: Annotated[str | None, Query(pattern=shell.REGION_FILTER)] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
     admitted = shell.admit(request, session, principal, P.devices_read)
@@ -66,15 +65,11 @@ def device_list(
     chosen_status = status if status in STATUSES else None
     now = utcnow()
     f = telemetry.DeviceFilter(principal.region_code, chosen_type, region=region or None)
-    everything, online = telemetry.device_counts(session, f, now)
-    shown = (
-        everything
-        if chosen_status is None
-        else (online if chosen_status == "online" else everything - online)
-    )
-    pages = max(1, -(-shown // PAGE_SIZE))
+    counts = telemetry.device_counts(session, f, now)
+    shown = counts.matching(chosen_status)
+    pages = shell.pages_of(shown, PAGE_SIZE)
     page = min(page, pages)
-    _total, rows = telemetry.list_devices(
+    rows = telemetry.page_devices(
         session, f, now, status=chosen_status, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
     )
     latest: dict[int, list[Latest]] = {}
@@ -101,7 +96,7 @@ def device_list(
             }
             for r in rows
         ],
-        counts={"total": everything, "online": online, "offline": everything - online},
+        counts={"total": counts.total, "online": counts.online, "offline": counts.offline},
         shown=shown,
         listing={"page": page, "pages": pages},
         types=types,

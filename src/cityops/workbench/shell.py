@@ -30,6 +30,12 @@ from cityops.workbench import queues
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 STOPPED = frozenset({"closed", "rejected", "merged", "voided", "parked"})
+REGION_FILTER = r"^(\d{6}(\d{3}){0,3})?$"  # a list's area filter: a region code, or empty
+
+
+def pages_of(total: int, size: int) -> int:
+    """How many pages a list of ``total`` rows takes (one, when empty)."""
+    return max(1, -(-total // size))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from cityops.errors import CityOpsError
 from cityops.events import lifecycle, queries, routing
 from cityops.events.lifecycle import Action, ActionInput
 from cityops.events.models import Case, Source, State
-from cityops.geo.models import Region
 from cityops.web.i18n import pick_language, translator
 from cityops.web.views import MaybePrincipal, render
 from cityops.workbench import queues, shell
@@ -85,7 +84,7 @@ def listing(
     else:
         order = [Case.created_at.desc()]
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    pages = max(1, -(-total // PAGE_SIZE))
+    pages = shell.pages_of(total, PAGE_SIZE)
     page = min(max(1, page), pages)
     cases = list(
         session.scalars(
@@ -93,11 +92,7 @@ def listing(
         )
     )
     cats, units = queries.categories_and_units(session, cases)
-    names = dict(
-        session.execute(
-            select(Region.code, Region.name).where(Region.code.in_({c.region_code for c in cases}))
-        ).all()
-    )
+    names = shell.region_names(session, {c.region_code for c in cases})
     rows = [
         {
             "case": c,
@@ -128,7 +123,7 @@ def workbench(
     state: Annotated[list[str] | None, Query()] = None,
     source: Annotated[str | None, Query(max_length=20)] = None,
     category: Annotated[str | None, Query(max_length=8)] = None,
-    region: Annotated[str | None, Query(pattern=r"^(\d{6}(\d{3}){0,3})?$")] = None,
+    region: Annotated[str | None, Query(pattern=shell.REGION_FILTER)] = None,
     overdue: bool = False,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:

@@ -137,7 +137,7 @@ def warning_listing(
     elif state != "all":
         conds.append(Warning.state == state)
     total = session.scalar(select(func.count(Warning.id)).where(*conds)) or 0
-    pages = max(1, -(-total // PAGE_SIZE))
+    pages = shell.pages_of(total, PAGE_SIZE)
     page = min(max(1, page), pages)
     found = session.execute(
         select(Warning, RiskPoint)
@@ -264,17 +264,7 @@ def warning_context(
     )
     evac = evacuation.of_warning(session, warning)
     board = evacuation.board(session, evac) if evac is not None else None
-    grids = (
-        dict(
-            session.execute(
-                select(Region.code, Region.name).where(
-                    Region.code.in_([g["grid"] for g in board["grids"]])
-                )
-            ).all()
-        )
-        if board
-        else {}
-    )
+    grids = shell.region_names(session, {g["grid"] for g in board["grids"]}) if board else {}
     reasons = warning.reasons_en if lang == "en" and warning.reasons_en else warning.reasons
     return {
         "warning": warning,

@@ -257,15 +257,21 @@ def test_a_background_folder_passes_a_horizon_held_back_too_long(own_db: Engine)
             update(FoldState).where(FoldState.stream == fold.STREAM).values(folded_at=utcnow())
         )
     with own_db.connect() as long_running:
-        long_running.exec_driver_sql("SELECT txid_current()")  # writing: it holds an id
+        held = long_running.exec_driver_sql("SELECT txid_current()").scalar_one()  # writing
         with transaction(factory) as s:
             ingest(s, items[:10], LATER, fold=False, directory=Directory())
         assert folder.round() == 0  # held back, not for long yet
-        with transaction(factory) as s:  # the horizon last moved a while ago
+        # The horizon is the oldest transaction in the whole cluster: in round one it may
+        # still have been another test's, finished since — so the horizon stands at this
+        # one's only now, and moved there a while ago.
+        with transaction(factory) as s:
             s.execute(
                 update(FoldState)
                 .where(FoldState.stream == fold.STREAM)
-                .values(folded_at=utcnow() - timedelta(seconds=folder.held_back_s + 1))
+                .values(
+                    position=held,
+                    folded_at=utcnow() - timedelta(seconds=folder.held_back_s + 1),
+                )
             )
         assert folder.round() == 10
         with transaction(factory) as s:

@@ -3,7 +3,8 @@
     .venv/bin/python bench/ingest.py                       # SQLite and PostgreSQL
     .venv/bin/python bench/ingest.py --db sqlite --readings 50000 --soak 600
 
-Each engine gets a scratch database (bench/events.py: SQLite in a temporary file, PostgreSQL a
+Each path (HTTP, MQTT) of each engine gets a scratch database of its own, starting empty as the
+raw baseline's table does (bench/events.py: SQLite in a temporary file, PostgreSQL a
 ``cityops_bench_<random>`` database dropped afterwards), migrated, with the small demo district,
 --devices water-level gauges (``SIM-000000`` …) and three rules on every one of them: level
 above a limit, level below a limit, and a rise of more than 5 m within an hour (rate of change:
@@ -582,43 +583,60 @@ def soak(
     return samples
 
 
-def run_engine(kind: str, args: argparse.Namespace, console: Console) -> dict[str, Any]:
-    with (
-        tempfile.TemporaryDirectory() as tmpdir,
-        scratch_database(kind, args.pg_url, Path(tmpdir)) as url,
-    ):
-        tmp = Path(tmpdir)
+@contextmanager
+def fresh_database(
+    kind: str, args: argparse.Namespace, tmp: Path, console: Console
+) -> Iterator[tuple[str, str, dict[str, int], dict[str, str]]]:
+    """A scratch database of its own for one path, prepared: its URL, an API key, the device
+    ids and the environment for the processes under test. Each path starts from an empty
+    readings table, as the raw baseline does — the MQTT run would otherwise write into a table
+    already holding the HTTP run's readings, and pay for the larger index."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    with scratch_database(kind, args.pg_url, tmp) as url:
         with console.status(f"{kind}: migrating, {args.devices:,} devices, {args.rules} rules…"):
             key, ids = prepare(url, args.devices, args.rules)
-        env = dict(os.environ, CITYOPS_DATABASE_URL=url, CITYOPS_LOG_LEVEL="info")
+        yield url, key, ids, dict(os.environ, CITYOPS_DATABASE_URL=url, CITYOPS_LOG_LEVEL="info")
+
+
+def run_engine(kind: str, args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    with ExitStack() as stack:
+        if args.keep:
+            tmp = Path(tempfile.mkdtemp(prefix=f"cityops-bench-{kind}-"))
+            console.print(f"{kind}: logs kept in {tmp}")
+        else:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         start_ms = int((utcnow() - timedelta(hours=2)).timestamp() * 1000)
         rows = readings(args.devices, args.readings, start_ms)
         size = sum(len(json.dumps(r)) for r in rows[:1000]) / 1000
         result: dict[str, Any] = {"bytes": size}
-        with console.status(f"{kind}: raw baseline…"):
-            result["raw"] = raw_baseline(kind, url, rows, ids)
-            result["raw_batched"] = raw_baseline(kind, url, rows, ids, args.batch)
-        console.print(
-            f"{kind}: raw {result['raw']:,.0f} readings/s; committed every {args.batch:,}: "
-            f"{result['raw_batched']:,.0f}/s"
-        )
-        with console.status(f"{kind}: HTTP…"):
-            result["http"], result["http_fold_lag"] = (
-                (float("nan"), float("nan"))
-                if args.skip_http
-                else http_run(url, key, rows, args, tmp, env)
+        with fresh_database(kind, args, tmp / "http", console) as (url, key, ids, env):
+            with console.status(f"{kind}: raw baseline…"):
+                result["raw"] = raw_baseline(kind, url, rows, ids)
+                result["raw_batched"] = raw_baseline(kind, url, rows, ids, args.batch)
+            console.print(
+                f"{kind}: raw {result['raw']:,.0f} readings/s; committed every {args.batch:,}: "
+                f"{result['raw_batched']:,.0f}/s"
             )
-        console.print(
-            f"{kind}: HTTP {result['http']:,.0f} readings/s; roll-ups caught up "
-            f"{result['http_fold_lag']:.2f} s after the last batch"
-        )
+            with console.status(f"{kind}: HTTP…"):
+                result["http"], result["http_fold_lag"] = (
+                    (float("nan"), float("nan"))
+                    if args.skip_http
+                    else http_run(url, key, rows, args, tmp / "http", env)
+                )
+            console.print(
+                f"{kind}: HTTP {result['http']:,.0f} readings/s; roll-ups caught up "
+                f"{result['http_fold_lag']:.2f} s after the last batch"
+            )
         if args.skip_mqtt:
             nan = float("nan")
             result["mqtt"] = {"rate": nan, "p50": nan, "p99": nan, "alarms": "-", "fold_lag": nan}
             return result
         mqtt_rows = readings(args.devices, args.readings, start_ms + 3_600_000)
-        with console.status(f"{kind}: MQTT ({args.workers} workers)…"):
-            result["mqtt"] = mqtt_run(args, url, mqtt_rows, tmp, env, console)
+        with (
+            fresh_database(kind, args, tmp / "mqtt", console) as (url, _key, _ids, env),
+            console.status(f"{kind}: MQTT ({args.workers} workers)…"),
+        ):
+            result["mqtt"] = mqtt_run(args, url, mqtt_rows, tmp / "mqtt", env, console)
         return result
 
 
@@ -667,7 +685,9 @@ def main() -> None:
     parser.add_argument("--trip-rate", type=int, default=500, help="background readings/s")
     parser.add_argument("--soak", type=int, default=0, help="seconds of MQTT soak (600 = 10 min)")
     parser.add_argument("--soak-rate", type=int, default=1000)
-    parser.add_argument("--keep", action="store_true", help="keep the logs in /tmp")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the processes' logs (the folder is printed)"
+    )
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-mqtt", action="store_true")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for storage")

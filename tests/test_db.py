@@ -21,6 +21,8 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_db: str) -> None:
     with engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL
+        assert conn.execute(text("PRAGMA temp_store")).scalar() == 2  # MEMORY
     engine.dispose()
 
 

@@ -65,6 +65,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # rewrites the same index pages commit after commit, and each checkpoint copies them
     # back (measured: half the cost of committing a 5,000-reading batch).
     cur.execute("PRAGMA wal_autocheckpoint=10000")
+    # Temporary tables and sorts in memory, not in a temporary file: every fold aggregates its
+    # readings through one, and the rules' look-backs sort theirs (HTTP ingestion measured 6 %
+    # faster; they hold at most a fold's CHUNK of readings, a few megabytes).
+    cur.execute("PRAGMA temp_store=MEMORY")
     cur.close()
 
 

@@ -30,7 +30,11 @@ Measured, for --readings readings of about 200 bytes each (one device, one value
   behind field gateways of 100 (device groups ``GW-0000`` …); each message is a gateway's array of
   --per-message readings on ``cityops/GW-…/telemetry`` at QoS 1 (--per-message 1: every
   device publishes its own, and one Python publisher — some 10,000 messages/s — is then the
-  limit). Sustained readings/s until all are stored. Then publish → alarm latency: --trips
+  limit). A worker commits --mqtt-batch messages at a time (default about 50,000 readings, as
+  an operator raising CITYOPS_MQTT_BATCH and the broker's window for throughput would: each
+  commit writes out every index page its readings touched, so larger commits cost less a
+  reading — 10,000 a commit made about two thirds of the rate; docs/operations.md).
+  Sustained readings/s until all are stored. Then publish → alarm latency: --trips
   devices publish a reading above the limit on their own topic while --trip-rate readings/s
   of background load flow; the alarm's ``first_seen`` minus the publish time, p50 / p99.
 * roll-ups: ingestion stores readings; the server's (or worker's) folder folds them into the
@@ -447,6 +451,11 @@ def publish(client: mqtt.Client, r: dict[str, Any]) -> mqtt.MQTTMessageInfo:
     return send(client, *message(r))
 
 
+def mqtt_batch(args: argparse.Namespace) -> int:
+    """Messages a worker commits at a time."""
+    return int(args.mqtt_batch or min(1000, max(1, 50_000 // args.per_message)))
+
+
 def mqtt_run(
     args: argparse.Namespace,
     url: str,
@@ -480,7 +489,7 @@ def mqtt_run(
                         "--group",
                         "bench",
                         "--batch",
-                        str(args.mqtt_batch or min(1000, max(1, 10_000 // args.per_message))),
+                        str(mqtt_batch(args)),
                         "--stats-every",
                         "10",
                     ],
@@ -662,7 +671,8 @@ def main() -> None:
         "--mqtt-batch",
         type=int,
         default=0,
-        help="messages per commit (default: about 10,000 readings, at most 1,000 messages)",
+        help="messages per commit, CITYOPS_MQTT_BATCH (default: about 50,000 readings, "
+        "at most 1,000 messages)",
     )
     parser.add_argument(
         "--per-message",
@@ -721,7 +731,7 @@ def main() -> None:
             (
                 f"MQTT ×{workers}",
                 m["rate"],
-                f"{args.per_message}/message; "
+                f"{args.per_message}/message, {mqtt_batch(args):,}/commit; "
                 f"publish→alarm p50 {m['p50']:.2f} s p99 {m['p99']:.2f} s ({m['alarms']}); "
                 f"roll-ups +{m['fold_lag']:.2f} s",
             ),

@@ -22,7 +22,8 @@ Measured, for --readings readings of about 200 bytes each (one device, one value
   second only waits for; 2 on PostgreSQL, as production runs several behind a proxy); --clients
   keep-alive connections post batches of --batch readings with an API key, bodies encoded
   before the clock starts, after one warm-up batch per server. Sustained readings/s until all
-  are stored.
+  are stored; meanwhile ``GET /healthz`` on the first server every 20 ms, its p99 — how long
+  the server keeps everyone else waiting while it ingests.
 * MQTT — a private Mosquitto (the Debian broker, started on --mqtt-port with no in-flight
   limit, so the numbers show CityOps and not the broker's default window of 20) and --workers
   ``cityops ingest`` processes sharing one subscription (default 2: on SQLite too, where they
@@ -336,9 +337,10 @@ def http_run(
     args: argparse.Namespace,
     tmp: Path,
     env: dict[str, str],
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Readings/s until the last batch is stored; then seconds until the servers' folders have
-    folded them all into the roll-ups and latest values.
+    folded them all into the roll-ups and latest values; and the p99 of the first server's
+    answers to other requests meanwhile, in milliseconds (``Probe``).
 
     --servers ``cityops serve`` processes (production runs several behind a proxy) take
     --clients keep-alive connections' batches, spread over them in turn. The request bodies are
@@ -382,13 +384,43 @@ def http_run(
             )
             r.raise_for_status()
 
+        probe = Probe(f"{bases[0]}/healthz")
         t0 = time.perf_counter()
-        with ThreadPoolExecutor(args.clients) as pool:
+        with probe, ThreadPoolExecutor(args.clients) as pool:
             list(pool.map(post, range(len(bodies))))
         elapsed = time.perf_counter() - t0
         assert stored(url) - before == len(rows), "HTTP: not every reading was stored"
         lag = wait_folded(url, timeout=120)
-    return len(rows) / elapsed, lag
+    return len(rows) / elapsed, lag, probe.p99_ms()
+
+
+class Probe:
+    """How long a server takes to answer something else while it ingests: ``GET /healthz``
+    every 20 ms on a connection of its own, each answer's time kept."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.times: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Probe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        with requests.Session() as http:
+            while not self._stop.wait(0.02):
+                t = time.perf_counter()
+                http.get(self.address, timeout=30).raise_for_status()
+                self.times.append(time.perf_counter() - t)
+
+    def p99_ms(self) -> float:
+        return float(np.percentile(self.times, 99)) * 1000 if self.times else float("nan")
 
 
 def publisher(port: int) -> mqtt.Client:
@@ -627,14 +659,15 @@ def run_engine(kind: str, args: argparse.Namespace, console: Console) -> dict[st
                 f"{result['raw_batched']:,.0f}/s"
             )
             with console.status(f"{kind}: HTTP…"):
-                result["http"], result["http_fold_lag"] = (
-                    (float("nan"), float("nan"))
+                result["http"], result["http_fold_lag"], result["http_probe_ms"] = (
+                    (float("nan"), float("nan"), float("nan"))
                     if args.skip_http
                     else http_run(url, key, rows, args, tmp / "http", env)
                 )
             console.print(
                 f"{kind}: HTTP {result['http']:,.0f} readings/s; roll-ups caught up "
-                f"{result['http_fold_lag']:.2f} s after the last batch"
+                f"{result['http_fold_lag']:.2f} s after the last batch; GET /healthz meanwhile "
+                f"p99 {result['http_probe_ms']:.0f} ms"
             )
         if args.skip_mqtt:
             nan = float("nan")
@@ -726,7 +759,8 @@ def main() -> None:
                 f"HTTP ×{servers}",
                 res["http"],
                 f"{args.batch:,}/request, {args.clients} clients, ~{res['bytes']:.0f} B/reading; "
-                f"roll-ups +{res['http_fold_lag']:.2f} s",
+                f"roll-ups +{res['http_fold_lag']:.2f} s; "
+                f"GET /healthz meanwhile p99 {res['http_probe_ms']:.0f} ms",
             ),
             (
                 f"MQTT ×{workers}",

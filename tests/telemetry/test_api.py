@@ -3,9 +3,13 @@ series and latest values, online / offline status."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -156,3 +160,33 @@ def test_register_and_edit_devices(client: TestClient, kit: Kit) -> None:
     assert client.get("/api/v1/devices/NOPE").status_code == 404
     types = client.get("/api/v1/device-types").json()
     assert {"gnss", "rain", "bus_gps"} <= {t["code"] for t in types}
+
+
+def test_a_batch_being_stored_does_not_hold_up_other_requests(
+    client: TestClient, anon: TestClient, kit: Kit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch is stored outside the server's event loop: while one is held mid-store, the
+    same server still answers other requests."""
+    from cityops.telemetry import api as telemetry_api
+
+    key = {"X-API-Key": client.post("/api/v1/device-groups/T-GW/api-keys", json={}).json()["key"]}
+    storing, release = threading.Event(), threading.Event()
+    real = telemetry_api.ingest
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        storing.set()
+        release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(telemetry_api, "ingest", held)
+    batch = [{"device": kit.codes["gnss"], "metric": "disp_mm", "ts": now_ms(-1), "value": 1.0}]
+    with ThreadPoolExecutor(1) as pool:
+        posted = pool.submit(anon.post, "/api/v1/telemetry", json=batch, headers=key)
+        try:
+            assert storing.wait(10)
+            assert anon.get("/healthz").status_code == 200
+            answered_meanwhile = not posted.done()
+        finally:
+            release.set()
+        assert posted.result().json()["stored"] == 1
+    assert answered_meanwhile

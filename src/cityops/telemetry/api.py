@@ -84,9 +84,14 @@ def _parse(body: bytes) -> Any:
         ) from None
 
 
-# The body first: FastAPI resolves the parameters' dependencies in order.
+# The body first: FastAPI resolves the parameters' dependencies in order. The route itself is
+# a plain function, so FastAPI runs it in its thread pool: storing a batch (and, on PostgreSQL,
+# waiting for another server's device locks) must not hold up the event loop and every other
+# request of this server — while two clients posted 5,000-reading batches, GET /healthz took
+# 37 ms at p99 on SQLite and 65 on PostgreSQL with the batch stored in the loop, 15 and 20 in a
+# thread (bench/ingest.py), for some 6 % of SQLite's HTTP throughput.
 @router.post("/telemetry")
-async def post_readings(
+def post_readings(
     request: Request,
     batch: Annotated[list[Any] | CityOpsError, Depends(batch_body)],
     principal: Writer,

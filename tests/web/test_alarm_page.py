@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from cityops.db import utcnow
 from tests.web.conftest import LiveServer, shot, sign_in
@@ -146,4 +146,27 @@ def test_the_alarm_page_draws_the_sensor_curve(
     assert chart is not None and 300 <= chart["width"] <= 390
     phone.locator("#curve-title").scroll_into_view_if_needed()
     shot(phone, "workbench-alarm-curve-phone")
+
+    # The list on a phone: rows stack, so the cells that do not say what they are carry
+    # their column's head, and the condition and acknowledgement badges share a line.
+    phone.goto(f"{live.url}/workbench/alarms")
+    row = phone.locator(f'tr[data-alarm="{alarm}"]')
+    expect(row).to_be_visible()
+    assert _heads(row) == ["次数", "最近发生", "关联案件"]
+    badges = [b["y"] for b in row.locator("td.inline").evaluate_all(_BOXES)]
+    assert len(badges) == 2 and badges[0] == badges[1]
+    shot(phone, "workbench-alarms-phone")
     phone.context.close()
+    page.goto(f"{live.url}/workbench/alarms")  # on a wide screen the table has its heads
+    assert _heads(page.locator(f'tr[data-alarm="{alarm}"]')) == ["", "", ""]
+
+
+_BOXES = "cells => cells.map(c => c.getBoundingClientRect())"
+
+
+def _heads(row: Locator) -> list[str]:
+    """What each labelled cell of a row shows before its value (empty: nothing)."""
+    shown = row.locator("td[data-label]").evaluate_all(
+        "cells => cells.map(c => getComputedStyle(c, '::before').content)"
+    )
+    return [c.strip('"').replace("\u00a0", "").strip() if c != "none" else "" for c in shown]

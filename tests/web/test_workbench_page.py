@@ -136,6 +136,31 @@ def test_phone_gets_one_column_and_evaluation_exports(browser: Browser, live: Li
     shot(phone, "workbench-phone")
     phone.goto(f"{live.url}/workbench/evaluation")
     expect(phone.locator("h1")).to_have_text("绩效考核")
+    # On a phone a list stacks each row into a card, while a table of figures (the evaluation,
+    # the compact ones) stays a table and scrolls sideways: stacked, the evaluation was a
+    # column of bare numbers. The page's own stylesheet decides; whether this period has rows
+    # to show depends on the other tests, so the three kinds are set beside each other here.
+    cells = phone.evaluate(
+        """() => Object.fromEntries(['cases', 'cases eval', 'cases compact'].map(kind => {
+            const table = document.createElement('table');
+            table.className = kind;
+            table.innerHTML = '<thead><tr><th>a</th><th>b</th></tr></thead>'
+                + '<tbody><tr><td>1</td><td>2</td></tr></tbody>';
+            document.querySelector('main').append(table);
+            const [one, two] = table.querySelectorAll('td');
+            const display = getComputedStyle(one).display;
+            const sameLine = one.getBoundingClientRect().top === two.getBoundingClientRect().top;
+            table.remove();
+            return [kind, [display, sameLine]];
+        }))"""
+    )
+    assert cells == {
+        "cases": ["block", False],
+        "cases eval": ["table-cell", True],
+        "cases compact": ["table-cell", True],
+    }
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(phone, "workbench-evaluation-phone")
     csv = phone.locator("a.button", has_text="导出 CSV").get_attribute("href")
     assert csv and csv.startswith("/api/v1/evaluation.csv?")
     r = phone.request.get(f"{live.url}{csv}")

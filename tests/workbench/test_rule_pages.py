@@ -104,7 +104,9 @@ def test_rules_in_words_with_their_open_alarms(
     assert page.status_code == 200
     low_row = row(page.text, "rp-low")
     assert "pressure_mpa &lt; 0.1，回到 ≥ 0.14 解除，持续 2 分钟" in low_row
-    assert "紧急" in low_row and low_row.rstrip().endswith('<td class="num">2</td>')  # two open
+    assert "紧急" in low_row and low_row.rstrip().endswith(
+        'data-label="未关闭告警">2</td>'
+    )  # two open
     assert "1 小时内变化：Δdisp_mm &gt; 10" in row(page.text, "rp-rise")
     assert "超过 2 小时 没有数据" in row(page.text, "rp-quiet")
     slope = row(page.text, "rp-slope")
@@ -114,5 +116,5 @@ def test_rules_in_words_with_their_open_alarms(
     grid = person("demo-grid").get("/workbench/alarm-rules?lang=en")
     low_en = row(grid.text, "rp-low")
     assert "pressure_mpa &lt; 0.1, clears at ≥ 0.14 for 2 min" in low_en
-    assert low_en.rstrip().endswith('<td class="num">1</td>')  # only its own grid's
+    assert low_en.rstrip().endswith('data-label="Open alarms">1</td>')  # only its own grid's
     assert "no data for 2 h" in row(grid.text, "rp-quiet")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from cityops.auth import apikeys
 from cityops.auth.models import ApiKey, AuthToken
 from cityops.auth.tokens import digest
 from cityops.db import utcnow
@@ -108,6 +109,32 @@ def test_api_key_shown_once_stored_hashed_scoped_and_revocable(
     assert client.post(f"/api/v1/api-keys/{key_id}/revoke").status_code == 200
     assert anon.get("/api/v1/auth/me", headers={"X-API-Key": key}).status_code == 401
     assert client.post(f"/api/v1/api-keys/{key_id}/revoke").status_code == 409
+
+
+def test_a_key_use_is_recorded_once_a_minute_or_from_a_new_address(session: Session) -> None:
+    """A gateway posting many times a second does not rewrite its key's row each time."""
+    secret, record = apikeys.create_key(
+        session, name="网关", scopes=["telemetry:write"], created_by=None
+    )
+    t0 = utcnow()
+
+    def use(at: datetime, ip: str) -> tuple[datetime | None, str | None]:
+        assert apikeys.key_principal(session, secret, at, ip) is not None
+        session.refresh(record)
+        return record.last_used_at, record.last_used_ip
+
+    assert use(t0, "10.0.0.1") == (t0, "10.0.0.1")
+    assert use(t0 + timedelta(seconds=30), "10.0.0.1") == (t0, "10.0.0.1")
+    assert use(t0 + timedelta(seconds=40), "10.0.0.2") == (t0 + timedelta(seconds=40), "10.0.0.2")
+    later = t0 + timedelta(seconds=101)
+    assert use(later, "10.0.0.2") == (later, "10.0.0.2")
+    # Recorded later (a reads-first route): the same rule, decided in the UPDATE.
+    apikeys.record_use(session, record.id, later + timedelta(seconds=5), "10.0.0.2")
+    session.refresh(record)
+    assert record.last_used_at == later
+    apikeys.record_use(session, record.id, later + timedelta(seconds=61), "10.0.0.2")
+    session.refresh(record)
+    assert record.last_used_at == later + timedelta(seconds=61)
 
 
 def test_api_key_with_regions_scope_reads_regions(client: TestClient, anon: TestClient) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from cityops.auth.models import ApiKey
@@ -18,6 +18,7 @@ from cityops.errors import Conflict, InvalidInput, NotFound
 from cityops.org.roles import Role
 
 PREFIX = "cok_"
+USE_EVERY = timedelta(seconds=60)  # record a key's use at most once a minute (as sessions)
 
 
 def create_key(
@@ -58,6 +59,16 @@ def create_key(
 
 
 def key_principal(session: Session, presented: str, now: datetime, ip: str) -> Principal | None:
+    key = authenticate(session, presented, now)
+    if key is None:
+        return None
+    if use_due(key, now, ip):
+        record_use(session, key.id, now, ip)
+    return principal_of(key)
+
+
+def authenticate(session: Session, presented: str, now: datetime) -> ApiKey | None:
+    """The key presented, if it is one of ours and still valid."""
     if not presented.startswith(PREFIX) or presented.count("_") < 2:
         return None
     prefix, _, secret = presented[len(PREFIX) :].partition("_")
@@ -66,9 +77,10 @@ def key_principal(session: Session, presented: str, now: datetime, ip: str) -> P
         return None
     if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
         return None
-    key.last_used_at = now
-    key.last_used_ip = ip[:64]
-    session.flush()
+    return key
+
+
+def principal_of(key: ApiKey) -> Principal:
     return Principal(
         kind="api_key",
         id=key.id,
@@ -78,6 +90,35 @@ def key_principal(session: Session, presented: str, now: datetime, ip: str) -> P
         region_code="",  # machines are not limited by region; their scopes limit them
         via="api_key",
         restrict={str(k): str(v) for k, v in key.restrict.items()},
+    )
+
+
+def use_due(key: ApiKey, now: datetime, ip: str) -> bool:
+    """Whether this use is to be recorded (``record_use``). Asked before writing: on SQLite
+    even an UPDATE that changes nothing takes the write lock."""
+    last = key.last_used_at
+    return last is None or last <= now - USE_EVERY or key.last_used_ip != ip[:64]
+
+
+def record_use(session: Session, key_id: int, now: datetime, ip: str) -> None:
+    """When and from where the key was last used: written at most once a minute, or when the
+    address changes. A gateway posts many times a second; rewriting the key's row each time
+    would also make PostgreSQL hold a lock on it to every request's commit, and two servers
+    taking one gateway's batches would wait for each other over it. The condition is in the
+    UPDATE, so a use not due to be written locks nothing."""
+    ip = ip[:64]
+    session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key_id,
+            or_(
+                ApiKey.last_used_at.is_(None),
+                ApiKey.last_used_at <= now - USE_EVERY,
+                ApiKey.last_used_ip.is_distinct_from(ip),
+            ),
+        )
+        .values(last_used_at=now, last_used_ip=ip)
+        .execution_options(synchronize_session="fetch")
     )
 
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.orm import Session
 
 from cityops.auth import apikeys, audit, sessions
 from cityops.auth.permissions import Permission
 from cityops.auth.principal import Principal
 from cityops.auth.tokens import same
 from cityops.db import utcnow
-from cityops.deps import DbSession
+from cityops.deps import DbSession, write_later
 from cityops.errors import Forbidden, Unauthenticated
 
 SESSION_COOKIE = "cityops_session"
@@ -36,14 +38,14 @@ def optional_principal(request: Request, session: DbSession) -> Principal | None
     if header[:7].lower() == "bearer ":
         token = header[7:].strip()
         principal = (
-            apikeys.key_principal(session, token, now, ip)
+            _key_principal(request, session, token, now, ip)
             if token.startswith(apikeys.PREFIX)
             else sessions.token_principal(session, token, now)
         )
         if principal is None:
             raise Unauthenticated("令牌无效或已过期 / invalid or expired token")
     elif key:
-        principal = apikeys.key_principal(session, key, now, ip)
+        principal = _key_principal(request, session, key, now, ip)
         if principal is None:
             raise Unauthenticated("API 密钥无效 / invalid API key")
     elif cookie:
@@ -58,6 +60,26 @@ def optional_principal(request: Request, session: DbSession) -> Principal | None
     else:
         audit.set_actor(session, audit.Actor("anonymous", ip=ip))
     return principal
+
+
+def _key_principal(
+    request: Request, session: DbSession, presented: str, now: datetime, ip: str
+) -> Principal | None:
+    """The key's use is recorded with the request's writes: in a ``reads_first`` route, once
+    it has begun writing. (A person's session or token, touched once a minute, is written at
+    once; on SQLite that takes the write lock early, as a deferred transaction does.)"""
+    key = apikeys.authenticate(session, presented, now)
+    if key is None:
+        return None
+    if apikeys.use_due(key, now, ip):
+        key_id = key.id
+
+        def record(s: Session) -> None:
+            apikeys.record_use(s, key_id, now, ip)
+
+        if not write_later(request, record):
+            record(session)
+    return apikeys.principal_of(key)
 
 
 def current_principal(

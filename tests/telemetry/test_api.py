@@ -3,18 +3,21 @@ series and latest values, online / offline status."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from cityops.db import utcnow
+from cityops.demo import district
 from cityops.telemetry.models import Reading
 from tests.telemetry.conftest import Kit
 
@@ -171,14 +174,14 @@ def test_a_batch_being_stored_does_not_hold_up_other_requests(
 
     key = {"X-API-Key": client.post("/api/v1/device-groups/T-GW/api-keys", json={}).json()["key"]}
     storing, release = threading.Event(), threading.Event()
-    real = telemetry_api.ingest
+    real = telemetry_api.store_checked
 
     def held(*args: Any, **kwargs: Any) -> Any:
         storing.set()
         release.wait(10)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(telemetry_api, "ingest", held)
+    monkeypatch.setattr(telemetry_api, "store_checked", held)
     batch = [{"device": kit.codes["gnss"], "metric": "disp_mm", "ts": now_ms(-1), "value": 1.0}]
     with ThreadPoolExecutor(1) as pool:
         posted = pool.submit(anon.post, "/api/v1/telemetry", json=batch, headers=key)
@@ -190,3 +193,63 @@ def test_a_batch_being_stored_does_not_hold_up_other_requests(
             release.set()
         assert posted.result().json()["stored"] == 1
     assert answered_meanwhile
+
+
+def test_a_batch_is_checked_before_sqlite_s_write_lock_is_taken(
+    tmp_path: Path, small_demo: district.DemoDistrict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a database of its own (the other tests' requests share one connection): while a
+    batch is being checked, another writer — a second server process storing its batch — can
+    take the write lock; the key's use is then recorded with the batch's writes."""
+    from cityops import migrate
+    from cityops.app import create_app
+    from cityops.auth import audit
+    from cityops.auth.models import ApiKey
+    from cityops.db import make_engine, transaction
+    from cityops.demo import accounts as demo_accounts
+    from cityops.telemetry import api as telemetry_api
+    from tests.conftest import test_settings
+
+    path = tmp_path / "cityops.db"
+    settings = test_settings(f"sqlite:///{path}", demo=True)
+    audit.install()
+    engine = make_engine(settings.database_url)
+    migrate.upgrade(engine)
+    with transaction(sessionmaker(bind=engine)) as s:
+        district.load(s, small_demo)
+        rows = demo_accounts.ensure(s, settings)
+    assert rows is not None
+    key = next(secret for user, _label, secret in rows if user == "(API key)")
+
+    checking, release = threading.Event(), threading.Event()
+    real = telemetry_api.check_readings
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        checking.set()
+        release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(telemetry_api, "check_readings", held)
+    batch = [{"device": "NO-SUCH-DEVICE", "metric": "level_m", "ts": now_ms(-1), "value": 1.0}]
+    with (
+        TestClient(create_app(settings, engine=engine)) as http,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        posted = pool.submit(http.post, "/api/v1/telemetry", json=batch, headers={"X-API-Key": key})
+        other = sqlite3.connect(path, timeout=0.5, isolation_level=None)
+        try:
+            assert checking.wait(10)
+            other.execute("BEGIN IMMEDIATE")  # "database is locked" if the lock were held
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+            release.set()
+        r = posted.result()
+    assert r.status_code == 200, r.text
+    assert r.json()["rejected"][0]["reason"] == "unknown_device"
+    with Session(engine) as s:
+        used = s.scalar(
+            select(ApiKey.last_used_at).where(ApiKey.name == demo_accounts.DEMO_DEVICE_KEY)
+        )
+    assert used is not None
+    engine.dispose()

@@ -18,8 +18,8 @@ Measured, for --readings readings of about 200 bytes each (one device, one value
   writes committed every --batch rows, as CityOps commits each HTTP batch: each commit writes
   out every index page its rows touched, and with readings of 10,000 devices in a growing
   table that is most of the index each time — the one-transaction baseline pays it once.
-* HTTP — --servers ``cityops serve`` processes (default 1 on SQLite, whose single writer a
-  second only waits for; 2 on PostgreSQL, as production runs several behind a proxy); --clients
+* HTTP — --servers ``cityops serve`` processes (default 2: production runs several behind a
+  proxy, and on SQLite one checks its batch while the other stores one); --clients
   keep-alive connections post batches of --batch readings with an API key, bodies encoded
   before the clock starts, after one warm-up batch per server. Sustained readings/s until all
   are stored; meanwhile ``GET /healthz`` on the first server every 20 ms, its p99 — how long
@@ -694,9 +694,8 @@ def main() -> None:
     parser.add_argument(
         "--servers",
         type=int,
-        default=0,
-        help="cityops serve processes (default: 1 on SQLite, whose single writer a second "
-        "only waits for; 2 on PostgreSQL)",
+        default=2,
+        help="cityops serve processes (on SQLite one checks its batch while the other stores one)",
     )
     parser.add_argument("--clients", type=int, default=2, help="HTTP connections posting at once")
     parser.add_argument("--workers", type=int, default=2, help="cityops ingest processes")
@@ -743,27 +742,21 @@ def main() -> None:
     for col in columns:
         table.add_column(col)
     for kind in args.db.split(","):
-        workers = args.workers
-        servers = args.servers or (1 if kind == "sqlite" else 2)
-        res = run_engine(
-            kind,
-            argparse.Namespace(**{**vars(args), "workers": workers, "servers": servers}),
-            console,
-        )
+        res = run_engine(kind, args, console)
         target = 0.4 if kind == "sqlite" else 0.6
         raw = res["raw"]
         raw_name = "executemany" if kind == "sqlite" else "COPY"
         m = res["mqtt"]
         for path, rate, notes in (
             (
-                f"HTTP ×{servers}",
+                f"HTTP ×{args.servers}",
                 res["http"],
                 f"{args.batch:,}/request, {args.clients} clients, ~{res['bytes']:.0f} B/reading; "
                 f"roll-ups +{res['http_fold_lag']:.2f} s; "
                 f"GET /healthz meanwhile p99 {res['http_probe_ms']:.0f} ms",
             ),
             (
-                f"MQTT ×{workers}",
+                f"MQTT ×{args.workers}",
                 m["rate"],
                 f"{args.per_message}/message, {mqtt_batch(args):,}/commit; "
                 f"publish→alarm p50 {m['p50']:.2f} s p99 {m['p99']:.2f} s ({m['alarms']}); "

@@ -223,37 +223,6 @@ def assert_folded_once(engine: Engine, code: str, n: int) -> None:
         assert (hour.n, hour.vmin, hour.vmax) == (n, 0.0, n - 1.0)
 
 
-def test_sqlite_aggregates_a_fold_without_the_write_lock_and_drops_it_if_overtaken(
-    own_db: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A fold aggregates its readings before it takes SQLite's write lock: another fold can
-    run to its end meanwhile — it could not, were the lock held. That fold has then folded
-    the same readings, so the first drops its aggregate and finds nothing left: each reading
-    once."""
-    if own_db.dialect.name != "sqlite":
-        pytest.skip("PostgreSQL folds by transaction id, in one transaction")
-    factory = with_device(own_db, "O-GNSS")
-    with transaction(factory) as s:
-        ingest(s, one_series("O-GNSS", 120), LATER, fold=False)
-    real = fold._aggregate_sqlite
-    calls: list[int] = []
-    overtaken: list[int] = []
-
-    def aggregate(*args: Any) -> int | None:
-        hi = real(*args)
-        calls.append(0)
-        if len(calls) == 1:  # the first time: another folder folds everything meanwhile
-            other = threading.Thread(target=lambda: overtaken.append(fold.catch_up(factory, LATER)))
-            other.start()
-            other.join(20)
-            assert overtaken == [120], "the other fold did not finish"
-        return hi
-
-    monkeypatch.setattr(fold, "_aggregate_sqlite", aggregate)
-    assert fold.catch_up(factory, LATER) == 0
-    assert_folded_once(own_db, "O-GNSS", 120)
-
-
 def test_a_long_writing_transaction_elsewhere_delays_folds_but_not_a_waiting_one(
     own_db: Engine,
 ) -> None:

@@ -24,10 +24,8 @@ up to date, incrementally and exactly once:
 
 A fold aggregates its readings per (device, metric, minute) in a temporary table and upserts
 minutes, hours and latest values from that: a device reporting every second costs one
-roll-up write a minute per fold, not one per reading. Everything a fold writes commits together,
-so a crash in between folds nothing and the next fold starts from the same place. (On SQLite
-a background fold aggregates first, in a transaction that only reads, and takes the write lock
-for the upserts alone — ``_fold_sqlite``.)
+roll-up write a minute per fold, not one per reading. Everything a fold does commits together,
+so a crash in between folds nothing and the next fold starts from the same place.
 
 Who folds: ``ingest(fold=True)`` (the default) in its own transaction; ``cityops serve`` and
 ``cityops ingest`` in a background thread every ``CITYOPS_TELEMETRY_FOLD_INTERVAL_S`` — their
@@ -43,7 +41,7 @@ import threading
 import time
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, bindparam, select, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from cityops.db import UTCDateTime, transaction, utcnow
@@ -68,18 +66,13 @@ def catch_up(
     factory: sessionmaker[Session], now: datetime | None = None, *, wait: bool = False
 ) -> int:
     """Fold everything stored so far, one transaction per ``CHUNK``; the number folded. The
-    factory must take SQLite's write lock at BEGIN (``session_factory(writer=True)``); on
-    SQLite each chunk is aggregated before that (``_fold_sqlite``). On PostgreSQL, without
-    ``wait`` it leaves at once if another folder is at work (which folds the same readings);
-    with it, it waits for that folder and folds what is left."""
+    factory must take SQLite's write lock at BEGIN (``session_factory(writer=True)``). On
+    PostgreSQL, without ``wait`` it leaves at once if another folder is at work (which folds
+    the same readings); with it, it waits for that folder and folds what is left."""
     total = 0
     while True:
-        bind = factory.kw["bind"]
-        if bind.dialect.name == "sqlite":
-            count = _fold_sqlite(bind, now or utcnow())
-        else:
-            with transaction(factory) as session:
-                count = run(session, now or utcnow(), wait=wait)
+        with transaction(factory) as session:
+            count = run(session, now or utcnow(), wait=wait)
         total += count
         if not count:
             return total
@@ -306,44 +299,29 @@ _SQLITE_MOVE = text(
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 
 
-def _position(conn: Connection, *, create: bool = True) -> int:
+def _position(session: Session) -> int:
+    conn = session.connection()
     found = conn.execute(
         text("SELECT position FROM telemetry_fold WHERE stream = :s"), {"s": STREAM}
     ).scalar()
-    if found is None and create:  # a database made without the migration's first row
+    if found is None:  # a database made without the migration's first row
         conn.execute(
             text("INSERT INTO telemetry_fold (stream, position) VALUES (:s, 0)"), {"s": STREAM}
         )
         return 0
-    return int(found or 0)
+    return int(found)
 
 
 def _run_sqlite(session: Session, now: datetime, limit: int | None) -> int:
+    lo = _position(session)
     conn = session.connection()
-    lo = _position(conn)
-    hi = _aggregate_sqlite(conn, lo, limit)
-    return _apply_sqlite(conn, hi, now) if hi is not None else 0
-
-
-def _aggregate_sqlite(conn: Connection, lo: int, limit: int | None) -> int | None:
-    """Aggregate the readings above rowid ``lo`` (up to ``limit`` of them) into the
-    connection's temporary ``fold_1m``; the highest rowid taken, or None if none is new.
-    Reads the database and writes only the temporary table: needs no write lock."""
     top = conn.execute(text("SELECT max(rowid) FROM readings")).scalar()
     if top is None or top <= lo:
-        return None
+        return 0
     hi = int(top) if limit is None else min(int(top), lo + limit)
-    conn.exec_driver_sql(_SQLITE_TEMP)
-    # Empty unless a fold failed between its two transactions (the aggregation commits).
-    conn.exec_driver_sql("DELETE FROM fold_1m")
+    conn.exec_driver_sql(_SQLITE_TEMP)  # empty: every fold empties it before it ends
     conn.exec_driver_sql(_SQLITE_MINUTES, (lo, hi))
     conn.exec_driver_sql(_SQLITE_LAST)
-    return hi
-
-
-def _apply_sqlite(conn: Connection, hi: int, now: datetime) -> int:
-    """Upsert the aggregated minutes, hours and latest values and move the position to
-    ``hi``, under the write lock; the number of readings folded."""
     conn.exec_driver_sql(_SQLITE_1M)
     conn.exec_driver_sql(_SQLITE_1H)
     conn.execute(_SQLITE_LATEST, {"now": now})
@@ -352,28 +330,6 @@ def _apply_sqlite(conn: Connection, hi: int, now: datetime) -> int:
     conn.exec_driver_sql("DELETE FROM reading_batches WHERE upto <= ?", (hi,))
     conn.exec_driver_sql("DELETE FROM fold_1m")
     return count
-
-
-def _fold_sqlite(engine: Engine, now: datetime) -> int:
-    """One chunk, in two transactions on one connection (its temporary table lasts from one
-    to the next): the aggregation — two thirds of a fold's time — reads at leisure while
-    writers store their batches; the upserts then take the write lock, in turn with them.
-    Readings below the newest one read never change, so the aggregate still holds unless
-    another folder moved the position in between: then it is dropped and this chunk taken
-    again. The number of readings folded (0: nothing new)."""
-    while True:  # a connection an attempt: its turn at the write lock ends as it goes back
-        with engine.connect() as conn:
-            conn.execution_options(sqlite_immediate=False)
-            with conn.begin():
-                lo = _position(conn, create=False)
-                hi = _aggregate_sqlite(conn, lo, CHUNK)
-            if hi is None:
-                return 0
-            conn.execution_options(sqlite_immediate=True)
-            with conn.begin():
-                if _position(conn) == lo:
-                    return _apply_sqlite(conn, hi, now)
-                conn.exec_driver_sql("DELETE FROM fold_1m")
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------

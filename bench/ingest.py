@@ -22,8 +22,8 @@ Measured, for --readings readings of about 200 bytes each (one device, one value
   proxy, and on SQLite one checks its batch while the other stores one); --clients
   keep-alive connections post batches of --batch readings with an API key, bodies encoded
   before the clock starts, after one warm-up batch per server. Sustained readings/s until all
-  are stored; meanwhile ``GET /healthz`` on the first server every 20 ms, its p99 — how long
-  the server keeps everyone else waiting while it ingests.
+  are stored and folded; meanwhile ``GET /healthz`` on the first server every 20 ms, its p99
+  — how long the server keeps everyone else waiting while it ingests.
 * MQTT — a private Mosquitto (the Debian broker, started on --mqtt-port with no in-flight
   limit, so the numbers show CityOps and not the broker's default window of 20) and --workers
   ``cityops ingest`` processes sharing one subscription (default 2: on SQLite too, where they
@@ -35,14 +35,15 @@ Measured, for --readings readings of about 200 bytes each (one device, one value
   an operator raising CITYOPS_MQTT_BATCH and the broker's window for throughput would: each
   commit writes out every index page its readings touched, so larger commits cost less a
   reading — 10,000 a commit made about two thirds of the rate; docs/operations.md).
-  Sustained readings/s until all are stored. Then publish → alarm latency: --trips
+  Sustained readings/s until all are stored and folded. Then publish → alarm latency: --trips
   devices publish a reading above the limit on their own topic while --trip-rate readings/s
   of background load flow; the alarm's ``first_seen`` minus the publish time, p50 / p99.
 * roll-ups: ingestion stores readings; the server's (or worker's) folder folds them into the
   1-minute and 1-hour roll-ups and the latest values in the background, every
   CITYOPS_TELEMETRY_FOLD_INTERVAL_S (telemetry/fold.py). The folding runs during the
-  measurement, competing for the same cores; "roll-ups +N s" is how long after the last
-  reading was stored the roll-ups had caught up with all of them.
+  measurement, competing for the same cores, and the clock stops only when the roll-ups have
+  caught up with every reading — folding left for after the last batch would otherwise not
+  count; "roll-ups +N s" is how long after the last reading was stored that took.
 * --soak S: S seconds of MQTT at --soak-rate readings/s; each worker's resident memory every
   10 s, printed first and last.
 
@@ -338,9 +339,9 @@ def http_run(
     tmp: Path,
     env: dict[str, str],
 ) -> tuple[float, float, float]:
-    """Readings/s until the last batch is stored; then seconds until the servers' folders have
-    folded them all into the roll-ups and latest values; and the p99 of the first server's
-    answers to other requests meanwhile, in milliseconds (``Probe``).
+    """Readings/s until the last batch is stored and folded into the roll-ups and latest
+    values; the seconds the folding took after the last batch; and the p99 of the first
+    server's answers to other requests meanwhile, in milliseconds (``Probe``).
 
     --servers ``cityops serve`` processes (production runs several behind a proxy) take
     --clients keep-alive connections' batches, spread over them in turn. The request bodies are
@@ -389,9 +390,9 @@ def http_run(
         with probe, ThreadPoolExecutor(args.clients) as pool:
             list(pool.map(post, range(len(bodies))))
         elapsed = time.perf_counter() - t0
-        assert stored(url) - before == len(rows), "HTTP: not every reading was stored"
         lag = wait_folded(url, timeout=120)
-    return len(rows) / elapsed, lag, probe.p99_ms()
+        assert stored(url) - before == len(rows), "HTTP: not every reading was stored"
+    return len(rows) / (elapsed + lag), lag, probe.p99_ms()
 
 
 class Probe:
@@ -544,9 +545,10 @@ def mqtt_run(
             f"  MQTT: {len(rows):,} readings in {len(messages):,} messages published in "
             f"{published:.2f} s ({len(rows) / published:,.0f}/s), all stored {took:.2f} s later"
         )
-        out["rate"] = len(rows) / (time.perf_counter() - t0)
+        elapsed = time.perf_counter() - t0
         out["drain_s"] = took
         out["fold_lag"] = wait_folded(url, timeout=120)
+        out["rate"] = len(rows) / (elapsed + out["fold_lag"])
 
         # Publish → alarm: trips among background load.
         start_ms = int(utcnow().timestamp() * 1000) - 120_000

@@ -31,6 +31,22 @@ def test_settings(db_url: str, **overrides: object) -> Settings:
     return Settings(database_url=db_url, **(FAST_HASH | overrides))  # type: ignore[arg-type]
 
 
+def own_demo_database(path: Path, demo: district.DemoDistrict) -> tuple[Settings, Engine, str]:
+    """A SQLite database of a test's own at ``path`` — migrated, with the small demo district
+    and its accounts — for tests whose requests must commit: its settings, engine and the
+    demo device key."""
+    settings = test_settings(f"sqlite:///{path}", demo=True)
+    audit.install()
+    engine = make_engine(settings.database_url)
+    migrate.upgrade(engine)
+    with transaction(sessionmaker(bind=engine)) as s:
+        district.load(s, demo)
+        rows = demo_accounts.ensure(s, settings)
+    assert rows is not None
+    key = next(secret for user, _label, secret in rows if user == "(API key)")
+    return settings, engine, key
+
+
 def _skip_without_pg(backend: str) -> None:
     if backend == "postgresql" and not PG_URL:
         pytest.skip("PostgreSQL: set CITYOPS_TEST_DATABASE_URL (.ci/run does)")

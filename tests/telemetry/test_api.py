@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from cityops.db import utcnow
 from cityops.demo import district
@@ -165,23 +165,29 @@ def test_register_and_edit_devices(client: TestClient, kit: Kit) -> None:
     assert {"gnss", "rain", "bus_gps"} <= {t["code"] for t in types}
 
 
+def hold(monkeypatch: pytest.MonkeyPatch, name: str) -> tuple[threading.Event, threading.Event]:
+    """The telemetry route's call of ``name`` held until released: (reached, release)."""
+    from cityops.telemetry import api as telemetry_api
+
+    reached, release = threading.Event(), threading.Event()
+    real = getattr(telemetry_api, name)
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        reached.set()
+        release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(telemetry_api, name, held)
+    return reached, release
+
+
 def test_a_batch_being_stored_does_not_hold_up_other_requests(
     client: TestClient, anon: TestClient, kit: Kit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A batch is stored outside the server's event loop: while one is held mid-store, the
     same server still answers other requests."""
-    from cityops.telemetry import api as telemetry_api
-
     key = {"X-API-Key": client.post("/api/v1/device-groups/T-GW/api-keys", json={}).json()["key"]}
-    storing, release = threading.Event(), threading.Event()
-    real = telemetry_api.store_checked
-
-    def held(*args: Any, **kwargs: Any) -> Any:
-        storing.set()
-        release.wait(10)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(telemetry_api, "store_checked", held)
+    storing, release = hold(monkeypatch, "store_checked")
     batch = [{"device": kit.codes["gnss"], "metric": "disp_mm", "ts": now_ms(-1), "value": 1.0}]
     with ThreadPoolExecutor(1) as pool:
         posted = pool.submit(anon.post, "/api/v1/telemetry", json=batch, headers=key)
@@ -201,35 +207,14 @@ def test_a_batch_is_checked_before_sqlite_s_write_lock_is_taken(
     """On a database of its own (the other tests' requests share one connection): while a
     batch is being checked, another writer — a second server process storing its batch — can
     take the write lock; the key's use is then recorded with the batch's writes."""
-    from cityops import migrate
     from cityops.app import create_app
-    from cityops.auth import audit
     from cityops.auth.models import ApiKey
-    from cityops.db import make_engine, transaction
     from cityops.demo import accounts as demo_accounts
-    from cityops.telemetry import api as telemetry_api
-    from tests.conftest import test_settings
+    from tests.conftest import own_demo_database
 
     path = tmp_path / "cityops.db"
-    settings = test_settings(f"sqlite:///{path}", demo=True)
-    audit.install()
-    engine = make_engine(settings.database_url)
-    migrate.upgrade(engine)
-    with transaction(sessionmaker(bind=engine)) as s:
-        district.load(s, small_demo)
-        rows = demo_accounts.ensure(s, settings)
-    assert rows is not None
-    key = next(secret for user, _label, secret in rows if user == "(API key)")
-
-    checking, release = threading.Event(), threading.Event()
-    real = telemetry_api.check_readings
-
-    def held(*args: Any, **kwargs: Any) -> Any:
-        checking.set()
-        release.wait(10)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(telemetry_api, "check_readings", held)
+    settings, engine, key = own_demo_database(path, small_demo)
+    checking, release = hold(monkeypatch, "check_readings")
     batch = [{"device": "NO-SUCH-DEVICE", "metric": "level_m", "ts": now_ms(-1), "value": 1.0}]
     with (
         TestClient(create_app(settings, engine=engine)) as http,

@@ -409,24 +409,12 @@ def test_simulate_command_over_http(tmp_path: Path, small_demo: district.DemoDis
     """``cityops simulate --http … --register`` against a live server on its own database."""
     import uvicorn
 
-    from cityops import migrate
     from cityops.app import create_app
-    from cityops.auth import audit
-    from cityops.db import make_engine, transaction
-    from cityops.demo import accounts as demo_accounts
     from tests.cliutil import run_cli
-    from tests.conftest import test_settings
+    from tests.conftest import own_demo_database
 
-    url = f"sqlite:///{tmp_path / 'cityops.db'}"
-    settings = test_settings(url, demo=True)
-    audit.install()
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    with transaction(sessionmaker(bind=engine)) as s:
-        district.load(s, small_demo)
-        rows = demo_accounts.ensure(s, settings)
-    assert rows is not None
-    key = next(secret for user, _label, secret in rows if user == "(API key)")
+    settings, engine, key = own_demo_database(tmp_path / "cityops.db", small_demo)
+    url = settings.database_url
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings, engine=engine), port=port, log_level="warning")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -238,3 +239,31 @@ def test_a_batch_is_checked_before_sqlite_s_write_lock_is_taken(
         )
     assert used is not None
     engine.dispose()
+
+
+def test_with_a_folder_beside_it_the_route_leaves_folding_to_it_and_tells_it(
+    app: FastAPI, client: TestClient, anon: TestClient, session: Session, kit: Kit
+) -> None:
+    """``cityops serve`` runs a folder: a batch is stored without folding, and the folder
+    hears that readings were stored (so it catches up soon after the last batch)."""
+    from cityops.telemetry import fold
+
+    class Told:
+        times = 0
+
+        def stored(self) -> None:
+            self.times += 1
+
+    app.state.folder = folder = Told()
+    key = {"X-API-Key": client.post("/api/v1/device-groups/T-GW/api-keys", json={}).json()["key"]}
+    batch = [
+        {"device": kit.codes["gnss"], "metric": "disp_mm", "ts": now_ms(-2), "value": 1.0},
+        {"device": kit.codes["gnss"], "metric": "disp_mm", "ts": now_ms(-1), "value": 2.0},
+    ]
+    before = fold.pending(session)
+    assert anon.post("/api/v1/telemetry", json=batch, headers=key).json()["stored"] == 2
+    assert folder.times == 1
+    assert fold.pending(session) == before + 2  # left for the folder
+    again = anon.post("/api/v1/telemetry", json=batch, headers=key).json()
+    assert (again["stored"], again["duplicates"]) == (0, 2)
+    assert folder.times == 1  # nothing new stored: nothing to tell

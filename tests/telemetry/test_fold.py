@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -190,6 +191,27 @@ def test_a_folder_paces_itself_and_leaves_rounds_to_others(own_db: Engine) -> No
                 .values(folded_at=utcnow() - timedelta(seconds=ago))
             )
         assert folder._folded_lately() is left_out
+
+
+def test_a_folder_cuts_its_rest_short_when_storing_pauses(own_db: Engine) -> None:
+    """After a long fold the folder rests long (here the cap, ten intervals: 2 s); once its
+    process has stored readings and then nothing for QUIET_S — a burst has ended — it folds
+    after an interval instead, so the roll-ups catch up soon after the burst."""
+    if own_db.dialect.name != "sqlite":
+        pytest.skip("the same on both engines: no database involved")
+    folder = fold.Folder(session_factory(own_db, writer=True), interval_s=0.2)
+    folder.last_s = 30.0
+    assert folder.rest_s() == pytest.approx(2.0)
+
+    def rest() -> float:
+        started = time.monotonic()
+        assert folder._rest() is False
+        return time.monotonic() - started
+
+    assert rest() >= 1.9  # nothing stored: the whole rest
+    folder.stored()
+    assert rest() < 1.0  # stored, then quiet: an interval and the quiet time, not the rest
+    assert rest() >= 1.9  # nothing stored since that fold
 
 
 def with_device(engine: Engine, code: str) -> sessionmaker[Session]:

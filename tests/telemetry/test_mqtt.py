@@ -270,11 +270,12 @@ def worker(
     url: str = BROKER_URL,
     factory: sessionmaker[Session] | None = None,
     fold: bool = True,
+    on_stored: Callable[[], object] | None = None,
     **options: Any,
 ) -> Iterator[IngestWorker]:
     """An ingest worker on a thread of this process, subscribed before it is handed over.
     ``fold=False``: as ``cityops ingest`` runs it, leaving the roll-ups to a folder (the test
-    folds with ``fold.catch_up`` before it looks)."""
+    folds with ``fold.catch_up`` before it looks), which ``on_stored`` stands for."""
     config = Config(
         url=url,
         topic=names.topic,
@@ -284,7 +285,7 @@ def worker(
         stats_every_s=5,
         **options,
     )
-    w = IngestWorker(factory or env.factory, config, fold=fold)
+    w = IngestWorker(factory or env.factory, config, fold=fold, on_stored=on_stored)
     thread = threading.Thread(target=w.run, name=client_id, daemon=True)
     thread.start()
     try:
@@ -377,9 +378,10 @@ def test_two_workers_share_the_load_and_store_every_reading_once(
                 (names.telemetry(code), {"metric": "rain_mm", "ts": t0 + i * 1000, "value": value})
             )
     random.Random(7).shuffle(messages)
+    told: list[str] = []  # the folder beside each worker hears of each batch it stored
     with (
-        worker(env, names, f"{names.tag}-a", fold=False) as a,
-        worker(env, names, f"{names.tag}-b", fold=False) as b,
+        worker(env, names, f"{names.tag}-a", fold=False, on_stored=lambda: told.append("a")) as a,
+        worker(env, names, f"{names.tag}-b", fold=False, on_stored=lambda: told.append("b")) as b,
     ):
         started = time.monotonic()
         publisher.publish_many(messages, backlog=lambda n: n - a.stats.acked - b.stats.acked)
@@ -392,6 +394,7 @@ def test_two_workers_share_the_load_and_store_every_reading_once(
     assert all(s.received > 0 and s.stored > 0 for s in stats), "both workers took part"
     assert sum(s.stored for s in stats) == len(messages)
     assert sum(s.rejected + s.malformed + s.failed for s in stats) == 0
+    assert set(told) == {"a", "b"} and len(told) >= 2
     folding.catch_up(env.factory, wait=True)  # what the workers' folder does a moment later
     with env.factory() as s:
         total = s.scalar(

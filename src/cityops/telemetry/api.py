@@ -116,9 +116,10 @@ def post_readings(
     begin_writing(request, session)
     # Where this process runs a folder (``cityops serve``), the roll-ups and latest values
     # follow within a fold interval; elsewhere they are folded in this transaction.
-    result = store_checked(
-        session, checked, now, fold=getattr(request.app.state, "folder", None) is None
-    )
+    folder = getattr(request.app.state, "folder", None)
+    result = store_checked(session, checked, now, fold=folder is None)
+    if folder is not None and result.stored:
+        folder.stored()
     return result.as_dict()
 
 

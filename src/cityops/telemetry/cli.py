@@ -124,7 +124,11 @@ def run(
     # With a folder beside it, each batch only stores and evaluates; the folder brings the
     # roll-ups and latest values up to date a moment later.
     worker = IngestWorker(
-        factory, config, policy=Policy.from_settings(settings), fold=folder is None
+        factory,
+        config,
+        policy=Policy.from_settings(settings),
+        fold=folder is None,
+        on_stored=folder.stored if folder is not None else None,
     )
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())

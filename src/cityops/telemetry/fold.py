@@ -117,6 +117,7 @@ def pending(session: Session) -> int:
 
 
 PACE = 4  # a folder rests at least this many times as long as its last fold took
+QUIET_S = 0.25  # storing paused this long: a burst has ended (Folder.stored)
 HELD_BACK_S = 60.0  # PostgreSQL: a horizon stuck this long is passed (see Folder.round)
 
 
@@ -125,7 +126,9 @@ class Folder:
     ``fold=False`` — or, when folds grow long under heavy ingestion, resting ``PACE`` times as
     long as the last one took: a fold costs a write per series it touches however few readings
     it folds, so under load fewer, larger folds do the same work for less (and leave the
-    writers their turn), the roll-ups lagging by a few fold-lengths (ten intervals) at most."""
+    writers their turn), the roll-ups lagging by a few fold-lengths (ten intervals) at most.
+    When its process stops storing (``stored()`` not called for ``QUIET_S``), it cuts such a
+    rest short: the roll-ups catch up an interval after a burst, not a rest after it."""
 
     def __init__(self, factory: sessionmaker[Session], interval_s: float) -> None:
         self.factory = factory
@@ -136,6 +139,7 @@ class Folder:
         with factory() as session:  # a session does not connect until asked to
             self.postgres = session.get_bind().dialect.name == "postgresql"
         self._stop = threading.Event()
+        self._stored_at: float | None = None  # when this process last stored, if since a fold
         self._thread = threading.Thread(target=self._loop, name="telemetry-fold", daemon=True)
 
     def start(self) -> Folder:
@@ -158,12 +162,32 @@ class Folder:
         except Exception:
             log.exception("folding readings into the roll-ups at shutdown failed")
 
+    def stored(self) -> None:
+        """This process has just stored readings (called by whoever stores them)."""
+        self._stored_at = time.monotonic()
+
     def _loop(self) -> None:
-        while not self._stop.wait(self.rest_s()):
+        while not self._rest():
             try:
                 self.round()
             except Exception:  # the next round tries again; nothing is lost meanwhile
                 log.exception("folding readings into the roll-ups failed")
+
+    def _rest(self) -> bool:
+        """Rest before the next round: ``rest_s()``, or an interval once this process has
+        stored readings and then none for ``QUIET_S``. True: stop."""
+        started = time.monotonic()
+        end = started + self.rest_s()
+        while True:
+            now = time.monotonic()
+            last = self._stored_at
+            if now >= end or (
+                last is not None and now - started >= self.interval_s and now - last >= QUIET_S
+            ):
+                self._stored_at = None
+                return self._stop.is_set()
+            if self._stop.wait(min(end - now, QUIET_S / 2)):
+                return True
 
     def round(self) -> int:
         """One round: fold what there is, unless another process just did; the number

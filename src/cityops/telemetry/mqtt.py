@@ -357,14 +357,17 @@ class IngestWorker:
         policy: Policy | None = None,
         clock: Callable[[], datetime] = utcnow,
         fold: bool = True,
+        on_stored: Callable[[], object] | None = None,
     ) -> None:
         """``fold=False``: leave the roll-ups and latest values to a folder running beside
-        the worker (``cityops ingest`` starts one; see ``cityops.telemetry.fold``)."""
+        the worker (``cityops ingest`` starts one; see ``cityops.telemetry.fold``), which
+        ``on_stored`` tells of each batch that stored readings (``Folder.stored``)."""
         self.factory = factory
         self.config = config
         self.policy = policy or Policy()
         self.clock = clock
         self.fold = fold
+        self.on_stored = on_stored
         self.broker = parse_url(config.url)
         check_topic(config.topic)
         self.client_id = config.resolved_client_id()
@@ -633,6 +636,8 @@ class IngestWorker:
                 with transaction(self.factory) as session:
                     audit.set_actor(session, ACTOR)
                     result = store_checked(session, checked, now, fold=self.fold)
+                if result.stored and self.on_stored is not None:
+                    self.on_stored()
                 result.received = len(call.items)
                 result.rejected = sorted(
                     refused + [replace(r, index=keep[r.index]) for r in result.rejected],

@@ -55,8 +55,9 @@ def write_later(request: Request, write: Callable[[Session], object]) -> bool:
 
 def begin_writing(request: Request, session: Session) -> None:
     """The turn of a ``reads_first`` route from reading to writing. On SQLite the reading
-    transaction ends (it wrote nothing) and a writing one begins, in turn with every other
-    writer; the writes held back (``write_later``) come first."""
+    transaction ends (committing nothing, or a person's session touched by authentication)
+    and a writing one begins, in turn with every other writer; the writes held back
+    (``write_later``) come first."""
     if session.get_bind().dialect.name == "sqlite":
         session.commit()
         session.connection(execution_options={"sqlite_immediate": True})

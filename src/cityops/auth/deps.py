@@ -63,7 +63,7 @@ def optional_principal(request: Request, session: DbSession) -> Principal | None
 
 
 def _key_principal(
-    request: Request, session: DbSession, presented: str, now: datetime, ip: str
+    request: Request, session: Session, presented: str, now: datetime, ip: str
 ) -> Principal | None:
     """The key's use is recorded with the request's writes: in a ``reads_first`` route, once
     it has begun writing. (A person's session or token, touched once a minute, is written at

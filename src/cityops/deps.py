@@ -12,7 +12,7 @@ from cityops.db import transaction
 
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 READS_FIRST = "cityops_reads_first"  # route attribute, set by @reads_first
-LATER = "cityops_writes_later"  # request.state: writes held back until begin_writing()
+LATER = "cityops.writes_later"  # request scope: writes held back until begin_writing()
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -49,7 +49,7 @@ def write_later(request: Request, write: Callable[[Session], object]) -> bool:
     elsewhere do nothing (False: the caller writes now)."""
     if not is_reads_first(request):
         return False
-    request.state.__dict__.setdefault(LATER, []).append(write)
+    request.scope.setdefault(LATER, []).append(write)
     return True
 
 
@@ -61,7 +61,7 @@ def begin_writing(request: Request, session: Session) -> None:
     if session.get_bind().dialect.name == "sqlite":
         session.commit()
         session.connection(execution_options={"sqlite_immediate": True})
-    for write in request.state.__dict__.pop(LATER, []):
+    for write in request.scope.pop(LATER, []):
         write(session)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -58,16 +58,35 @@ def create_key(
     return f"{PREFIX}{prefix}_{secret}", key
 
 
-def key_principal(session: Session, presented: str, now: datetime, ip: str) -> Principal | None:
-    key = authenticate(session, presented, now)
+Write = Callable[[Session], object]
+
+
+def key_principal(
+    session: Session,
+    presented: str,
+    now: datetime,
+    ip: str,
+    *,
+    hold: Callable[[Write], bool] | None = None,
+) -> Principal | None:
+    """The key's principal, or None; its use recorded (``record_use``) now, or — when
+    ``hold`` takes the write (True) — by the caller later: a route that takes SQLite's write
+    lock only for its last part (``cityops.deps.write_later``)."""
+    key = _authenticate(session, presented, now)
     if key is None:
         return None
-    if use_due(key, now, ip):
-        record_use(session, key.id, now, ip)
-    return principal_of(key)
+    if _use_due(key, now, ip):
+        key_id = key.id
+
+        def record(s: Session) -> None:
+            record_use(s, key_id, now, ip)
+
+        if hold is None or not hold(record):
+            record(session)
+    return _principal_of(key)
 
 
-def authenticate(session: Session, presented: str, now: datetime) -> ApiKey | None:
+def _authenticate(session: Session, presented: str, now: datetime) -> ApiKey | None:
     """The key presented, if it is one of ours and still valid."""
     if not presented.startswith(PREFIX) or presented.count("_") < 2:
         return None
@@ -80,7 +99,7 @@ def authenticate(session: Session, presented: str, now: datetime) -> ApiKey | No
     return key
 
 
-def principal_of(key: ApiKey) -> Principal:
+def _principal_of(key: ApiKey) -> Principal:
     return Principal(
         kind="api_key",
         id=key.id,
@@ -93,7 +112,7 @@ def principal_of(key: ApiKey) -> Principal:
     )
 
 
-def use_due(key: ApiKey, now: datetime, ip: str) -> bool:
+def _use_due(key: ApiKey, now: datetime, ip: str) -> bool:
     """Whether this use is to be recorded (``record_use``). Asked before writing: on SQLite
     even an UPDATE that changes nothing takes the write lock."""
     last = key.last_used_at

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -68,18 +69,7 @@ def _key_principal(
     """The key's use is recorded with the request's writes: in a ``reads_first`` route, once
     it has begun writing. (A person's session or token, touched once a minute, is written at
     once; on SQLite that takes the write lock early, as a deferred transaction does.)"""
-    key = apikeys.authenticate(session, presented, now)
-    if key is None:
-        return None
-    if apikeys.use_due(key, now, ip):
-        key_id = key.id
-
-        def record(s: Session) -> None:
-            apikeys.record_use(s, key_id, now, ip)
-
-        if not write_later(request, record):
-            record(session)
-    return apikeys.principal_of(key)
+    return apikeys.key_principal(session, presented, now, ip, hold=partial(write_later, request))
 
 
 def current_principal(

@@ -253,11 +253,14 @@ _SQLITE_MINUTES = f"""
     GROUP BY device_id, metric, ts - ts % {MINUTE_MS}
 """
 
-# A bucket's last value is the value of the reading at its last timestamp (one key lookup).
+# A bucket's last value is the value of the reading at its last timestamp: usually the bucket's
+# newest-stored reading too (one rowid lookup), else found by its key.
 _SQLITE_LAST = """
-    UPDATE fold_1m SET last_value = (
-        SELECT r.value FROM readings AS r WHERE r.device_id = fold_1m.device_id
-        AND r.metric = fold_1m.metric AND r.ts = fold_1m.last_ts)
+    UPDATE fold_1m SET last_value = coalesce(
+        (SELECT r.value FROM readings AS r WHERE r.rowid = fold_1m.last_row
+         AND r.ts = fold_1m.last_ts),
+        (SELECT r.value FROM readings AS r WHERE r.device_id = fold_1m.device_id
+         AND r.metric = fold_1m.metric AND r.ts = fold_1m.last_ts))
 """
 
 
@@ -282,33 +285,26 @@ _SQLITE_1M = _sqlite_upsert(
     "SELECT device_id, metric, bucket, n, vmin, vmax, vsum, last_ts, last_value FROM fold_1m",
 )
 
+# Each minute is upserted into its hour in turn (SQLite lets a statement's later rows update
+# what its earlier ones inserted): no grouping, and no join back for the hour's last value.
 _SQLITE_1H = _sqlite_upsert(
     "rollups_1h",
     f"""
-    SELECT g.device_id, g.metric, g.bucket, g.n, g.vmin, g.vmax, g.vsum, g.last_ts, f.last_value
-    FROM (
-        SELECT device_id, metric, bucket - bucket % {HOUR_MS} AS bucket, sum(n) AS n,
-               min(vmin) AS vmin, max(vmax) AS vmax, sum(vsum) AS vsum, max(last_ts) AS last_ts
-        FROM fold_1m GROUP BY device_id, metric, bucket - bucket % {HOUR_MS}
-    ) AS g
-    JOIN fold_1m AS f ON f.device_id = g.device_id AND f.metric = g.metric
-                     AND f.bucket = g.last_ts - g.last_ts % {MINUTE_MS}
+    SELECT device_id, metric, bucket - bucket % {HOUR_MS}, n, vmin, vmax, vsum, last_ts,
+           last_value
+    FROM fold_1m
     """,
 )
 
-# received_at: when the batch that stored the series' newest-stored reading was received.
+# Likewise each minute into the latest value in turn; received_at: when the batch that stored
+# the minute's newest-stored reading was received.
 _SQLITE_LATEST = text(
-    f"""
+    """
     INSERT INTO telemetry_latest (device_id, metric, ts, value, received_at)
     SELECT f.device_id, f.metric, f.last_ts, f.last_value, coalesce(
-        (SELECT b.received_at FROM reading_batches AS b WHERE b.upto >= g.last_row
+        (SELECT b.received_at FROM reading_batches AS b WHERE b.upto >= f.last_row
          ORDER BY b.upto LIMIT 1), :now)
-    FROM (
-        SELECT device_id, metric, max(last_ts) AS last_ts, max(last_row) AS last_row
-        FROM fold_1m GROUP BY device_id, metric
-    ) AS g
-    JOIN fold_1m AS f ON f.device_id = g.device_id AND f.metric = g.metric
-                     AND f.bucket = g.last_ts - g.last_ts % {MINUTE_MS}
+    FROM fold_1m AS f
     WHERE true
     ON CONFLICT (device_id, metric) DO UPDATE SET
         value = CASE WHEN excluded.ts > telemetry_latest.ts

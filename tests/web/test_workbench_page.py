@@ -133,15 +133,16 @@ def test_phone_gets_one_column_and_evaluation_exports(browser: Browser, live: Li
     sign_in(phone, live, "demo-shift", next_path="/workbench?queue=all")
     width = phone.evaluate("document.documentElement.scrollWidth")
     assert width <= 390  # nothing runs off the side
+    expect(phone.locator("main table.cases").first).to_have_class("cases stack")  # a list
     shot(phone, "workbench-phone")
     phone.goto(f"{live.url}/workbench/evaluation")
     expect(phone.locator("h1")).to_have_text("绩效考核")
-    # On a phone a list stacks each row into a card, while a table of figures (the evaluation,
-    # the compact ones) stays a table and scrolls sideways: stacked, the evaluation was a
-    # column of bare numbers. The page's own stylesheet decides; whether this period has rows
+    # On a phone a list (.stack) stacks each row into a card, while a table of figures (the
+    # evaluation, the compact ones) stays a table and scrolls sideways: stacked, the evaluation
+    # was a column of bare numbers. The page's own stylesheet decides; whether this period has rows
     # to show depends on the other tests, so the three kinds are set beside each other here.
     cells = phone.evaluate(
-        """() => Object.fromEntries(['cases', 'cases eval', 'cases compact'].map(kind => {
+        """() => Object.fromEntries(['cases stack', 'cases eval', 'cases compact'].map(kind => {
             const table = document.createElement('table');
             table.className = kind;
             table.innerHTML = '<thead><tr><th>a</th><th>b</th></tr></thead>'
@@ -155,7 +156,7 @@ def test_phone_gets_one_column_and_evaluation_exports(browser: Browser, live: Li
         }))"""
     )
     assert cells == {
-        "cases": ["block", False],
+        "cases stack": ["block", False],
         "cases eval": ["table-cell", True],
         "cases compact": ["table-cell", True],
     }

@@ -510,7 +510,12 @@ def test_a_killed_worker_loses_and_repeats_nothing_when_restarted(
         return proc
 
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    with env.factory() as s:
+        fleet = s.scalar(select(func.count()).select_from(Device))
     first = start(first_log)
+    # The device directory is loaded before the first message, not with it.
+    wait_for(lambda: "ingest running" in first_log.read_text(), 10, "the start-up line")
+    assert f"{fleet} 台设备 / devices" in first_log.read_text()
     try:
         sender = threading.Thread(
             target=publisher.publish_many, args=(messages,), kwargs={"pace_s": 0.02}

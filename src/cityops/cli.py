@@ -248,10 +248,12 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from cityops.app import create_app
+    from cityops.telemetry.directory import preload
 
     application = create_app(settings)
     folder = _start_folder(settings)
     application.state.folder = folder  # HTTP batches then leave folding to it
+    preload(application.state.session_factory)  # before the first batch, as `cityops ingest`
     settle_gc()
     uvicorn.run(
         application,

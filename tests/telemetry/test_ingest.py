@@ -4,15 +4,19 @@ exactly once; roll-ups and latest values exact, also for late and out-of-order r
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
+from pathlib import Path
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
 
+from cityops.db import make_engine
 from cityops.telemetry import service as tsvc
-from cityops.telemetry.directory import Directory
+from cityops.telemetry.directory import DIRECTORY, Directory, preload
 from cityops.telemetry.ingest import Policy, ingest
-from cityops.telemetry.models import Latest, Reading, Rollup1h, Rollup1m
+from cityops.telemetry.models import Device, Latest, Reading, Rollup1h, Rollup1m
 from tests.telemetry.conftest import NOW, Kit, ms
 
 
@@ -179,3 +183,21 @@ def test_unbounded_metrics_still_refuse_infinity(session: Session, kit: Kit) -> 
     result = ingest(session, batch, NOW, directory=Directory())
     assert [(x.index, x.reason) for x in result.rejected] == [(0, "not_finite")]
     assert result.stored == 1
+
+
+def test_a_process_loads_the_device_directory_before_its_first_batch(
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``cityops serve`` and ``cityops ingest`` load the device directory at start-up and say
+    how many devices it holds; a database out of reach is logged, and left to the first batch."""
+    away = make_engine(f"sqlite:///{tmp_path / 'no-such-folder' / 'cityops.db'}")
+    DIRECTORY.invalidate()
+    with caplog.at_level(logging.WARNING, logger="cityops.telemetry"):
+        assert preload(sessionmaker(bind=away)) is None
+    assert "device directory not loaded at start-up" in caplog.text
+    with Session(engine) as s:
+        fleet = s.scalar(select(func.count()).select_from(Device))
+    assert preload(sessionmaker(bind=engine)) == fleet
+    with Session(away) as s:  # loaded: answered from the cache, no database needed
+        assert len(DIRECTORY.known(s)[0]) == fleet
+    away.dispose()

@@ -79,12 +79,10 @@ def run(
     import re
     import signal
 
-    from sqlalchemy.exc import SQLAlchemyError
-
     from cityops import events
     from cityops.auth import audit
-    from cityops.db import engine_from_settings, readers_of, session_factory
-    from cityops.telemetry.directory import DIRECTORY
+    from cityops.db import engine_from_settings, session_factory
+    from cityops.telemetry.directory import preload
     from cityops.telemetry.fold import Folder
     from cityops.telemetry.ingest import Policy
     from cityops.telemetry.mqtt import Config, IngestWorker, check_topic, parse_url
@@ -139,13 +137,13 @@ def run(
 
     # The device directory, loaded before the first batch rather than inside it, and then kept
     # out of the cyclic collector's way with everything else start-up made (settle_gc).
-    try:
-        with readers_of(factory)() as session:
-            known = f"{len(DIRECTORY.known(session)[0])} 台设备 / devices"
-    except SQLAlchemyError as exc:  # the database away: the first batch loads it
-        known = "设备目录待载入 / device directory not loaded yet"
-        err.print(f"数据库暂不可用 / database unavailable: {type(exc).__name__}")
+    devices = preload(factory)
     settle_gc()
+    known = (
+        "设备目录待载入 / device directory not loaded yet"
+        if devices is None
+        else f"{devices} 台设备 / devices"
+    )
     console.print(
         f"接入已启动 / ingest running: {worker.broker} {config.subscription} "
         f"as {worker.client_id}, batches of up to {config.batch}, {known}"

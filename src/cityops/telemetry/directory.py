@@ -7,6 +7,7 @@ again for any code it does not know (so a device registered a moment ago is foun
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -14,9 +15,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
+from cityops.db import readers_of
 from cityops.telemetry.models import Device, DeviceGroup, DeviceType
+
+log = logging.getLogger("cityops.telemetry")
 
 TTL_S = 30.0
 
@@ -140,3 +145,15 @@ def _load(session: Session, codes: set[str] | None) -> dict[str, DeviceInfo]:
 
 # One per process: the HTTP routes, the MQTT workers and the demo share it.
 DIRECTORY = Directory()
+
+
+def preload(factory: sessionmaker[Session]) -> int | None:
+    """Load the device directory now (a process that ingests, before its first batch): how
+    many devices it holds, or None when the database cannot be reached (the first batch then
+    loads it, as it would have)."""
+    try:
+        with readers_of(factory)() as session:
+            return len(DIRECTORY.known(session)[0])
+    except SQLAlchemyError as exc:
+        log.warning("device directory not loaded at start-up: %s", type(exc).__name__)
+        return None

@@ -58,9 +58,16 @@ def live(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    # Idle keep-alive connections are kept a minute, not uvicorn's 5 s: a test that pauses a
+    # few seconds between two API calls on one connection (screenshots, accessibility checks
+    # on a slow machine) otherwise races the server closing it ("socket hang up").
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings, engine=engine), host="127.0.0.1", port=port, log_level="warning"
+            create_app(settings, engine=engine),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            timeout_keep_alive=60,
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

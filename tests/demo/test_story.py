@@ -45,7 +45,10 @@ TIMELINE = story.Timeline(backfill_days=3)
 class Played:
     result: story.StoryResult
     engine: Engine
+    # Real time just before and just after the story ran: the story starts on the hour, so it
+    # ends within the hour before ``started`` — unless an hour began during the call.
     started: datetime
+    finished: datetime
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +68,9 @@ def played(
             DIRECTORY.invalidate()
             with transaction(sessionmaker(bind=engine)) as s:
                 warnings.seed(s, now)
+            started = utcnow()
             result = story.run(session_factory(engine, writer=True), timeline=TIMELINE)
-            yield Played(result, engine, now)
+            yield Played(result, engine, started, utcnow())
         finally:
             DIRECTORY.invalidate()
             engine.dispose()
@@ -86,8 +90,9 @@ def test_the_warning_goes_the_whole_way(played: Played) -> None:
         < t["everyone_out"]
         < t["lifted"]
         <= r.end
-        <= played.started
+        <= played.finished
     )
+    assert played.started - timedelta(hours=1) < r.end  # it ends at about real now
     with Session(played.engine) as s:
         warning = s.scalar(select(Warning).where(Warning.code == r.warning))
         assert warning is not None and warning.state == "lifted"
@@ -184,7 +189,7 @@ def test_every_reading_is_in_the_past_and_the_story_tells_itself(played: Played)
             .limit(1)
         )
     assert newest is not None
-    assert datetime.fromtimestamp(newest / 1000, UTC) <= played.started
+    assert datetime.fromtimestamp(newest / 1000, UTC) <= played.finished
     lines = [step.line() for step in played.result.steps]
     assert all(line.startswith("[故事] ") for line in lines)
     assert any("雨量计 RG-1 1 小时雨量 36.0 mm" in line for line in lines)

@@ -65,9 +65,9 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,88 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat, after the command name)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def machine_jiffies() -> tuple[int, int, int]:
+    """(busy, stolen, total) clock ticks of all cores since boot, from /proc/stat: busy is user,
+    nice, system, irq and softirq; stolen is time the hypervisor gave to other machines."""
+    line = Path("/proc/stat").read_text().split("\n", 1)[0]
+    user, nice, system, idle, iowait, irq, softirq, steal = map(int, line.split()[1:9])
+    busy = user + nice + system + irq + softirq
+    return busy, steal, busy + steal + idle + iowait
+
+
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL process on this machine (server, backends, writers): the database's
+    own share of the cores, when it runs here as in the bench."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError):  # gone meanwhile
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+    return pids
+
+
+class CpuUse:
+    """Where the cores went during a run: how busy the machine was and each process group's
+    CPU seconds — whether the limit is the cores themselves or something waiting. A group is
+    a list of pids, or a function listing them (asked again at the end: a process started
+    meanwhile counts in full)."""
+
+    def __init__(self, groups: dict[str, list[int] | Callable[[], list[int]]]) -> None:
+        self.groups = groups
+        self.before: dict[int, float] = {}
+        self.used: dict[str, float] = {}
+        self.busy = self.stolen = 0.0
+        self.cores = os.cpu_count() or 1
+        self.wall = 0.0
+
+    def _pids(self) -> dict[str, list[int]]:
+        return {g: p() if callable(p) else p for g, p in self.groups.items()}
+
+    @staticmethod
+    def _times(pids: dict[str, list[int]]) -> dict[int, float]:
+        out = {}
+        for group in pids.values():
+            for pid in group:
+                with suppress(OSError):  # ended meanwhile: its time is lost to the count
+                    out[pid] = cpu_seconds(pid)
+        return out
+
+    def __enter__(self) -> CpuUse:
+        self.before = self._times(self._pids())
+        self.jiffies, self.t0 = machine_jiffies(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pids = self._pids()
+        after, (busy, stolen, total) = self._times(pids), machine_jiffies()
+        self.wall = time.perf_counter() - self.t0
+        self.used = {
+            g: sum(after[p] - self.before.get(p, 0.0) for p in group if p in after)
+            for g, group in pids.items()
+            if group
+        }
+        ticks = max(1, total - self.jiffies[2])
+        self.busy = (busy - self.jiffies[0]) / ticks
+        self.stolen = (stolen - self.jiffies[1]) / ticks
+
+    def line(self) -> str:
+        parts = ", ".join(f"{g} {s:.1f} s" for g, s in self.used.items())
+        stolen = f" (+{self.stolen:.0%} taken by the hypervisor)" if self.stolen >= 0.01 else ""
+        return (
+            f"CPU: {self.cores} cores {self.busy:.0%} busy{stolen} over {self.wall:.1f} s; {parts}"
+        )
 
 
 RULES = (
@@ -338,10 +420,11 @@ def http_run(
     args: argparse.Namespace,
     tmp: Path,
     env: dict[str, str],
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, str]:
     """Readings/s until the last batch is stored and folded into the roll-ups and latest
     values; the seconds the folding took after the last batch; and the p99 of the first
-    server's answers to other requests meanwhile, in milliseconds (``Probe``).
+    server's answers to other requests meanwhile, in milliseconds (``Probe``); where the CPU
+    went meanwhile (``CpuUse``).
 
     --servers ``cityops serve`` processes (production runs several behind a proxy) take
     --clients keep-alive connections' batches, spread over them in turn. The request bodies are
@@ -353,7 +436,7 @@ def http_run(
     headers = {"X-API-Key": key, "Content-Type": "application/json"}
     ports = [free_port() for _ in range(args.servers)]
     with ExitStack() as stack:
-        for n, port in enumerate(ports):
+        servers = [
             stack.enter_context(
                 process(
                     [str(BIN / "cityops"), "serve", "--port", str(port)],
@@ -361,6 +444,8 @@ def http_run(
                     tmp / f"serve-{n}.log",
                 )
             )
+            for n, port in enumerate(ports)
+        ]
         bases = [f"http://127.0.0.1:{port}" for port in ports]
         for n, base in enumerate(bases):
             for _ in range(200):
@@ -386,13 +471,21 @@ def http_run(
             r.raise_for_status()
 
         probe = Probe(f"{bases[0]}/healthz")
-        t0 = time.perf_counter()
-        with probe, ThreadPoolExecutor(args.clients) as pool:
-            list(pool.map(post, range(len(bodies))))
-        elapsed = time.perf_counter() - t0
-        lag = wait_folded(url, timeout=120)
+        cpu = CpuUse(
+            {
+                "servers": [p.pid for p in servers],
+                "bench client": [os.getpid()],
+                "PostgreSQL": postgres_pids if url.startswith("postgresql") else [],
+            }
+        )
+        with cpu:
+            t0 = time.perf_counter()
+            with probe, ThreadPoolExecutor(args.clients) as pool:
+                list(pool.map(post, range(len(bodies))))
+            elapsed = time.perf_counter() - t0
+            lag = wait_folded(url, timeout=120)
         assert stored(url) - before == len(rows), "HTTP: not every reading was stored"
-    return len(rows) / (elapsed + lag), lag, probe.p99_ms()
+    return len(rows) / (elapsed + lag), lag, probe.p99_ms(), cpu.line()
 
 
 class Probe:
@@ -505,7 +598,7 @@ def mqtt_run(
     )
     out: dict[str, Any] = {}
     with ExitStack() as stack:
-        stack.enter_context(
+        broker = stack.enter_context(
             process([shutil.which("mosquitto") or "mosquitto", "-c", str(conf)], env, tmp / "m.log")
         )
         time.sleep(0.5)
@@ -536,18 +629,28 @@ def mqtt_run(
         client = publisher(port)
         messages = encode(rows, args.per_message)
         before = stored(url)
-        t0 = time.perf_counter()
-        for topic, body in messages:
-            send(client, topic, body)
-        published = time.perf_counter() - t0
-        took = wait_stored(url, before + len(rows), timeout=args.timeout)
+        cpu = CpuUse(
+            {
+                "workers": [w.pid for w in workers],
+                "broker": [broker.pid],
+                "publisher": [os.getpid()],
+                "PostgreSQL": postgres_pids if url.startswith("postgresql") else [],
+            }
+        )
+        with cpu:
+            t0 = time.perf_counter()
+            for topic, body in messages:
+                send(client, topic, body)
+            published = time.perf_counter() - t0
+            took = wait_stored(url, before + len(rows), timeout=args.timeout)
+            elapsed = time.perf_counter() - t0
+            out["fold_lag"] = wait_folded(url, timeout=120)
         console.print(
             f"  MQTT: {len(rows):,} readings in {len(messages):,} messages published in "
             f"{published:.2f} s ({len(rows) / published:,.0f}/s), all stored {took:.2f} s later"
+            f"\n  {cpu.line()}"
         )
-        elapsed = time.perf_counter() - t0
         out["drain_s"] = took
-        out["fold_lag"] = wait_folded(url, timeout=120)
         out["rate"] = len(rows) / (elapsed + out["fold_lag"])
 
         # Publish → alarm: trips among background load.
@@ -661,15 +764,15 @@ def run_engine(kind: str, args: argparse.Namespace, console: Console) -> dict[st
                 f"{result['raw_batched']:,.0f}/s"
             )
             with console.status(f"{kind}: HTTP…"):
-                result["http"], result["http_fold_lag"], result["http_probe_ms"] = (
-                    (float("nan"), float("nan"), float("nan"))
+                result["http"], result["http_fold_lag"], result["http_probe_ms"], cpu = (
+                    (float("nan"), float("nan"), float("nan"), "")
                     if args.skip_http
                     else http_run(url, key, rows, args, tmp / "http", env)
                 )
             console.print(
                 f"{kind}: HTTP {result['http']:,.0f} readings/s; roll-ups caught up "
                 f"{result['http_fold_lag']:.2f} s after the last batch; GET /healthz meanwhile "
-                f"p99 {result['http_probe_ms']:.0f} ms"
+                f"p99 {result['http_probe_ms']:.0f} ms\n  {cpu}"
             )
         if args.skip_mqtt:
             nan = float("nan")

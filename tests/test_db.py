@@ -3,6 +3,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -130,6 +131,42 @@ def test_sqlite_writers_of_one_process_take_turns_and_always_hand_them_back(tmp_
     thread.join(5)
     assert seen == [2]
     assert turn_free()
+    engine.dispose()
+
+
+def test_sqlite_turns_are_counted_with_their_waiting_and_holding(tmp_db: str) -> None:
+    """What ``cityops ingest`` logs: how many write turns this process took, how long it
+    waited for them and how long it held them."""
+    engine = make_engine(tmp_db)
+    writer = session_factory(engine, writer=True)
+    assert sqlite_turns.usage(engine.pool) is None  # never asked for a turn
+    assert sqlite_turns.usage(None) is None
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    assert sqlite_turns.usage(engine.pool) is None  # a plain transaction takes none
+
+    held = threading.Event()
+
+    def second() -> None:
+        held.wait(5)
+        with transaction(writer) as s:  # waits for the first writer's commit
+            s.execute(text("INSERT INTO t VALUES (2)"))
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with transaction(writer) as s:
+        s.execute(text("INSERT INTO t VALUES (1)"))
+        held.set()
+        time.sleep(0.3)
+    thread.join(5)
+    usage = sqlite_turns.usage(engine.pool)
+    assert usage is not None and usage.turns == 2
+    assert usage.held_s >= 0.3  # the first turn alone
+    assert usage.waited_s >= 0.2  # the second writer, through most of it
+    later = sqlite_turns.Usage(usage.turns + 1, usage.waited_s + 1.0, usage.held_s + 2.0)
+    step = later.since(usage)
+    assert step.turns == 1 and step.waited_s == pytest.approx(1.0)
+    assert step.held_s == pytest.approx(2.0)
     engine.dispose()
 
 

@@ -9,8 +9,10 @@ database (the workers commit for real, so the rolled-back test transaction would
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -406,6 +408,36 @@ def test_two_workers_share_the_load_and_store_every_reading_once(
     alarms = alarms_of(env, codes)
     assert sorted(a.source for a in alarms) == sorted(f"device:{c}" for c in codes)
     assert [a.count for a in alarms] == [1] * len(codes)
+
+
+@needs_broker
+def test_the_worker_reports_its_share_of_the_sqlite_writer(
+    env: Env, names: Names, publisher: Publisher, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On SQLite the worker's figures say how long this process held the single write lock
+    (and waited for it): the sign an installation has outgrown the embedded database.
+    PostgreSQL has no such lock, and the figures say nothing of it."""
+    caplog.set_level(logging.INFO, logger="cityops.ingest")
+    code = names.device("rain")
+    add_devices(env, {code: "rain"})
+    t0 = now_ms() - 60_000
+    with worker(env, names, f"{names.tag}-w") as w:
+        for i in range(5):
+            publisher.publish(
+                names.telemetry(code), {"metric": "rain_mm", "ts": t0 + i * 1000, "value": 1.0}
+            )
+        wait_for(lambda: w.stats.acked >= 5, 30, "all acknowledged")
+    stopped = [r.getMessage() for r in caplog.records if ": stopped;" in r.getMessage()]
+    assert len(stopped) == 1
+    share = re.search(
+        r"SQLite write lock: held (\d+\.\d) s \((\d+)%\), waited (\d+\.\d) s, (\d+) turns",
+        stopped[0],
+    )
+    if env.engine.dialect.name == "sqlite":
+        assert share is not None, stopped[0]
+        assert int(share.group(4)) >= 1  # at least the batch it stored
+    else:
+        assert share is None and "SQLite" not in stopped[0]
 
 
 @needs_broker

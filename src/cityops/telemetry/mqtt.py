@@ -48,6 +48,7 @@ from pydantic_core import from_json
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from cityops import sqlite_turns
 from cityops.auth import audit
 from cityops.db import readers_of, transaction, utcnow
 from cityops.telemetry import wire
@@ -381,6 +382,7 @@ class IngestWorker:
         self._connected = False
         self._failures = 0  # consecutive failed batches, for the pause before the next try
         self._next_stats = time.monotonic() + config.stats_every_s
+        self._turns_since = (time.monotonic(), self._turns() or sqlite_turns.Usage())
         self._started = False
         self.client = self._make_client()
 
@@ -525,7 +527,9 @@ class IngestWorker:
                 self.step(timeout=0.2)
         finally:
             self.close()
-            log.info("ingest %s: stopped; %s", self.client_id, self.stats.line())
+            log.info(
+                "ingest %s: stopped; %s%s", self.client_id, self.stats.line(), self._writer_line()
+            )
         return self.stats
 
     # --- batches (the caller's thread) ------------------------------------------------------
@@ -541,8 +545,25 @@ class IngestWorker:
         handled = self.process(batch) if batch else 0
         if time.monotonic() >= self._next_stats:
             self._next_stats = time.monotonic() + self.config.stats_every_s
-            log.info("ingest %s: %s", self.client_id, self.stats.line())
+            log.info("ingest %s: %s%s", self.client_id, self.stats.line(), self._writer_line())
         return handled
+
+    def _turns(self) -> sqlite_turns.Usage | None:
+        return sqlite_turns.usage(getattr(self.factory.kw.get("bind"), "pool", None))
+
+    def _writer_line(self) -> str:
+        """On SQLite, this process's share of the single write lock since the last figures:
+        held nearly all the time, the writer is the limit (PostgreSQL has none)."""
+        now, usage = time.monotonic(), self._turns()
+        if usage is None:
+            return ""
+        span, last = now - self._turns_since[0], self._turns_since[1]
+        self._turns_since = (now, usage)
+        u = usage.since(last)
+        return (
+            f"; SQLite write lock: held {u.held_s:.1f} s ({u.held_s / max(span, 1e-9):.0%}),"
+            f" waited {u.waited_s:.1f} s, {u.turns} turns in {span:.0f} s"
+        )
 
     def _take(self, timeout: float) -> list[Inbound]:
         limit = max(1, self.config.batch)

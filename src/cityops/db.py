@@ -130,6 +130,12 @@ def readers_of(factory: sessionmaker[Session]) -> sessionmaker[Session]:
     return sessionmaker(bind=bind.execution_options(sqlite_immediate=False), expire_on_commit=False)
 
 
+def writer_turns(factory: sessionmaker[Session]) -> sqlite_turns.Usage | None:
+    """This process's write turns on the SQLite database behind ``factory`` so far (None
+    before its first, and on PostgreSQL)."""
+    return sqlite_turns.usage(factory.kw["bind"].pool)
+
+
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A unit of work for jobs and commands: commit on success, roll back on error."""

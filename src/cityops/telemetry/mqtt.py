@@ -50,7 +50,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cityops import sqlite_turns
 from cityops.auth import audit
-from cityops.db import readers_of, transaction, utcnow
+from cityops.db import readers_of, transaction, utcnow, writer_turns
 from cityops.telemetry import wire
 from cityops.telemetry.directory import DIRECTORY, DeviceInfo
 from cityops.telemetry.ingest import Policy, Result, check_readings, store_checked
@@ -382,7 +382,7 @@ class IngestWorker:
         self._connected = False
         self._failures = 0  # consecutive failed batches, for the pause before the next try
         self._next_stats = time.monotonic() + config.stats_every_s
-        self._turns_since = (time.monotonic(), self._turns() or sqlite_turns.Usage())
+        self._turns_since = (time.monotonic(), writer_turns(self.factory) or sqlite_turns.Usage())
         self._started = False
         self.client = self._make_client()
 
@@ -548,13 +548,10 @@ class IngestWorker:
             log.info("ingest %s: %s%s", self.client_id, self.stats.line(), self._writer_line())
         return handled
 
-    def _turns(self) -> sqlite_turns.Usage | None:
-        return sqlite_turns.usage(getattr(self.factory.kw.get("bind"), "pool", None))
-
     def _writer_line(self) -> str:
         """On SQLite, this process's share of the single write lock since the last figures:
         held nearly all the time, the writer is the limit (PostgreSQL has none)."""
-        now, usage = time.monotonic(), self._turns()
+        now, usage = time.monotonic(), writer_turns(self.factory)
         if usage is None:
             return ""
         span, last = now - self._turns_since[0], self._turns_since[1]

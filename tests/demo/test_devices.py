@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,15 +14,19 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cityops import migrate
-from cityops.alarms.models import AlarmRule
+from cityops.alarms import rules
+from cityops.alarms.models import Alarm, AlarmEvent, AlarmRule
 from cityops.auth import audit
-from cityops.db import make_engine, transaction
+from cityops.db import make_engine, session_factory, transaction
 from cityops.demo import devices, district
 from cityops.demo.geometry import BBOX
+from cityops.telemetry import fold
 from cityops.telemetry.directory import DIRECTORY
-from cityops.telemetry.models import Device, DeviceGroup, Reading
+from cityops.telemetry.models import Device, DeviceGroup, Latest, Reading
+from cityops.telemetry.simulator import Reading as SimReading
 from tests.conftest import SMALL
 from tests.dbutil import fresh_database
+from tests.telemetry.conftest import bare_devices
 
 NOW = datetime(2026, 7, 15, 8, 0, tzinfo=UTC)
 
@@ -141,6 +145,72 @@ def test_demo_feed_backfills_runs_and_stops(backend: str, tmp_path: Path) -> Non
             again.stop.set()
             again.thread.join(timeout=5)
             assert again.devices == feed.devices and again.backfilled < feed.backfilled / 10
+        finally:
+            DIRECTORY.invalidate()
+            engine.dispose()
+
+
+class Script:
+    """A source of readings: a hydrant reporting every five minutes, its pressure gone at
+    ``low`` and back at ``back``."""
+
+    def __init__(self, low: datetime, back: datetime) -> None:
+        self.low, self.back = low, back
+
+    def due(self, start: datetime, end: datetime) -> list[SimReading]:
+        out = []
+        t = start.replace(second=7, microsecond=0)
+        while t <= end:
+            if t > start and t.minute % 5 == 0:
+                p = 0.05 if self.low <= t < self.back else 0.3
+                out.append({"device": "BF-HYD", "ts": t.isoformat(), "values": {"pressure_mpa": p}})
+            t += timedelta(minutes=1)
+        return out
+
+
+def test_a_backfill_happens_at_the_time_of_its_readings(backend: str, tmp_path: Path) -> None:
+    """The demo's backfill is received a minute at a time, as if live: the alarm a reading
+    raises, its clearing, its history and the case it opens carry that reading's time (within
+    the minute), not the moment the demo started; the roll-ups are folded by the end."""
+    audit.install()
+    with fresh_database(backend, tmp_path) as url:
+        engine = make_engine(url)
+        try:
+            migrate.upgrade(engine)
+            factory = session_factory(engine, writer=True)
+            now = datetime.now(UTC).replace(microsecond=0)
+            with transaction(factory) as s:
+                bare_devices(s, {"BF-HYD": "hydrant"})
+                rule = {
+                    "code": "bf-low",
+                    "name": "压力过低",
+                    "kind": "threshold",
+                    "scope": "device",
+                    "scope_value": "BF-HYD",
+                    "metric": "pressure_mpa",
+                    "params": {"op": "below", "value": 0.1, "clear": 0.14},
+                    "severity": "critical",
+                }
+                rules.load(s, [rule], now)
+            since = now - timedelta(hours=3)
+            low = since.replace(minute=0, second=0) + timedelta(hours=1, minutes=10)
+            back = low + timedelta(minutes=35)
+            sent = devices.replay(factory, Script(low, back), since, now)
+            assert sent.sent == sent.stored > 30 and sent.alarms == 2
+            with Session(engine) as s:
+                alarm = s.scalars(select(Alarm)).one()
+                minute = timedelta(minutes=1)
+                raised_at = low + timedelta(seconds=7)
+                cleared_at = back + timedelta(seconds=7)
+                assert raised_at <= alarm.first_seen < raised_at + minute
+                assert alarm.cleared_at is not None
+                assert cleared_at <= alarm.cleared_at < cleared_at + minute
+                history = {e.action: e.at for e in s.scalars(select(AlarmEvent))}
+                assert raised_at <= history["raised"] < raised_at + minute
+                assert cleared_at <= history["cleared"] < cleared_at + minute
+                assert fold.pending(s) == 0
+                latest = s.scalars(select(Latest)).one()
+                assert latest.value == 0.3 and now - minute * 5 <= latest.received_at <= now
         finally:
             DIRECTORY.invalidate()
             engine.dispose()

@@ -47,14 +47,15 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from cityops.geo.service import RegionSpec
-    from cityops.telemetry.simulator import Simulator
+    from cityops.telemetry.simulator import Outcome, Simulator, Source
 
 log = logging.getLogger("cityops.demo.devices")
 
 LGW = "LGW"
 LGW_VILLAGE = "500154024003"  # 义和镇 太康村
 LGW_NAME = "老沟湾"
-BACKFILL_H = 6.0
+BACKFILL_H = 48.0  # two days: enough history that the alarm list and the charts have a past
+REPLAY_STEP = timedelta(minutes=1)
 FEED_INTERVAL_S = 5.0
 M_PER_DEG_LAT = 110_570.0
 
@@ -667,6 +668,33 @@ def feed_loop(
             last = now
 
 
+def replay(
+    factory: sessionmaker[Session],
+    sim: Source,
+    since: datetime,
+    until: datetime,
+    step: timedelta = REPLAY_STEP,
+) -> Outcome:
+    """Ingest the readings ``sim.due`` gives from ``since`` to ``until`` as if they had come in
+    live: a ``step`` at a time, each received at the step's end. An alarm they raise, the case
+    it opens and its history then carry the time it would have happened — not the moment the
+    demo started, which would show two days of alarms raised and cleared within a second of
+    each other, every reading "late". The roll-ups are folded once, at the end (the rules read
+    raw readings)."""
+    from cityops.telemetry import fold
+    from cityops.telemetry.simulator import InProcessSink
+
+    received = since
+    sink = InProcessSink(factory, batch=1000, clock=lambda: received, fold=False)
+    moment = since
+    while moment < until:
+        received = min(moment + step, until)
+        sink.send(sim.due(moment, received))
+        moment = received
+    fold.catch_up(factory, until, wait=True)
+    return sink.stats()
+
+
 def start(
     engine: Engine,
     console: Console | None = None,
@@ -685,7 +713,7 @@ def start(
     from cityops.auth import audit
     from cityops.db import session_factory, transaction
     from cityops.telemetry.models import Device, Latest
-    from cityops.telemetry.simulator import InProcessSink, Simulator, devices_from_db
+    from cityops.telemetry.simulator import Simulator, devices_from_db
 
     waiting: AbstractContextManager[Any]
     config = config or DemoConfig()
@@ -709,16 +737,9 @@ def start(
     since = now - timedelta(hours=backfill_h)
     if newest is not None:
         since = max(since, datetime.fromtimestamp(newest / 1000, now.tzinfo))
-    sink = InProcessSink(factory, batch=1000)
-    chunk = timedelta(minutes=30)
-    moment = since
     waiting = console.status("遥测回填 / telemetry backfill…") if console else nullcontext()
     with waiting:
-        while moment < now:
-            end = min(moment + chunk, now)
-            sink.send(sim.due(moment, end))
-            moment = end
-    totals = sink.stats()
+        totals = replay(factory, sim, since, now)
     stop = stop or threading.Event()
     thread = threading.Thread(
         target=feed_loop,

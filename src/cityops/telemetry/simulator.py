@@ -1118,6 +1118,12 @@ class Outcome:
         )
 
 
+class Source(Protocol):
+    """What gives readings: a :class:`Simulator`, or a test's script."""
+
+    def due(self, start: datetime, end: datetime) -> list[Reading]: ...
+
+
 class Sink(Protocol):
     def send(self, readings: list[Reading]) -> None: ...
 
@@ -1365,7 +1371,8 @@ MAX_OUTSTANDING = 20_000
 
 class InProcessSink:
     """Ingest in this process, one transaction per batch (what ``cityops demo`` uses).
-    ``factory`` is ``session_factory(engine, writer=True)``; ``clock`` gives the ingest time."""
+    ``factory`` is ``session_factory(engine, writer=True)``; ``clock`` gives the ingest time;
+    ``fold=False`` leaves the roll-ups to a folder (``cityops.telemetry.fold``)."""
 
     def __init__(
         self,
@@ -1374,6 +1381,7 @@ class InProcessSink:
         clock: Callable[[], datetime] | None = None,
         policy: Policy | None = None,
         batch: int = 2000,
+        fold: bool = True,
     ) -> None:
         # Every domain's models: an alarm may open a case, so the mappers must all be known
         # even in a process that has not built the web app (a command, the demo's start).
@@ -1383,6 +1391,7 @@ class InProcessSink:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.policy = policy
         self.batch = max(1, batch)
+        self.fold = fold
         self.totals = Outcome()
 
     def send(self, readings: list[Reading]) -> None:
@@ -1394,7 +1403,9 @@ class InProcessSink:
             try:
                 with transaction(self.factory) as session:
                     audit.set_actor(session, audit.Actor("system", "simulator", SIM_ACTOR_NAME))
-                    result = ingest(session, chunk, self.clock(), policy=self.policy)
+                    result = ingest(
+                        session, chunk, self.clock(), policy=self.policy, fold=self.fold
+                    )
             except Exception as exc:  # the caller decides whether to go on
                 log.exception("in-process ingest failed")
                 self.totals.failed += len(chunk)

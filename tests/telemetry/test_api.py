@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from cityops.db import utcnow
 from cityops.demo import district
-from cityops.telemetry.models import Reading
+from cityops.telemetry.models import DeviceType, Reading
 from tests.telemetry.conftest import Kit
 
 
@@ -100,7 +100,11 @@ def test_the_caller_is_checked_before_the_body(anon: TestClient) -> None:
 
 
 def test_devices_series_and_latest(
-    client: TestClient, anon: TestClient, credentials: dict[str, str], kit: Kit
+    client: TestClient,
+    anon: TestClient,
+    credentials: dict[str, str],
+    kit: Kit,
+    session: Session,
 ) -> None:
     key = {"X-API-Key": credentials["(API key)"]}
     g = kit.codes["gnss"]
@@ -136,6 +140,20 @@ def test_devices_series_and_latest(
         f"/api/v1/devices/{g}/series", params={"metric": "disp_mm", "from": end, "to": start}
     )
     assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "to"
+    # A metric the device neither declares nor has reported is named as the error, with the
+    # ones it has; one it reported, though its type no longer declares it, still has a series.
+    r = client.get(
+        f"/api/v1/devices/{g}/series", params={"metric": "disp_m", "from": start, "to": end}
+    )
+    assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "metric"
+    assert "disp_mm" in r.json()["error"]["message"]
+    session.execute(
+        update(DeviceType).where(DeviceType.code == "gnss").values(metrics=[{"name": "x"}])
+    )
+    r = client.get(
+        f"/api/v1/devices/{g}/series", params={"metric": "disp_mm", "from": start, "to": end}
+    )
+    assert r.status_code == 200 and sum(p["n"] for p in r.json()["points"]) == 60
 
     latest = client.get("/api/v1/telemetry/latest", params={"device": g}).json()
     assert latest[0]["values"][0]["value"] == 59.0

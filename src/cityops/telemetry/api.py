@@ -255,6 +255,7 @@ def get_series(
         if moment.tzinfo is None:
             raise InvalidInput(f"{name}: 须带时区 / needs a UTC offset", field=name)
     device = service.get_device(session, code, principal.region_code)
+    service.check_metric(session, device, metric)
     res, width, rows = service.series(
         session,
         device,

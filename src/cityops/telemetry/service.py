@@ -212,6 +212,23 @@ def metric_of(session: Session, device: Device, metric: str) -> dict[str, Any]:
     )
 
 
+def check_metric(session: Session, device: Device, metric: str) -> None:
+    """A series is asked of a metric the device's type declares, or one it has reported
+    (a metric since taken off its type): anything else is a typo, not an empty series."""
+    declared = [m["metric"] for m in metrics_of(session, device)]
+    if metric in declared:
+        return
+    reported = session.scalar(
+        select(Latest.metric).where(Latest.device_id == device.id, Latest.metric == metric)
+    )
+    if reported is None:
+        raise InvalidInput(
+            f"该设备没有指标 {metric}（可选：{'、'.join(declared) or '无'}）/ "
+            f"the device has no metric {metric} (one of: {', '.join(declared) or 'none'})",
+            field="metric",
+        )
+
+
 @dataclass
 class DeviceRow:
     device: Device

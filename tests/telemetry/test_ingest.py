@@ -70,6 +70,8 @@ def test_each_invalid_reading_is_rejected_with_its_reason(session: Session, kit:
         {"device": rain, "ts": ms(0), "values": {"rain_mm": 2.5, "wind": 3}},  # 12 one of two
         r(rain, "rain_mm", ms(3), -1.0),  # 13 negative rain
         {"device": rain, "ts": ms(0), "values": {}},  # 14 no value at all
+        {"device": [g], "metric": "disp_mm", "ts": ms(5), "value": 1.0},  # 15 not a code
+        {"device": "", "metric": "disp_mm", "ts": ms(5), "value": 1.0},  # 16 an empty code
     ]
     result = ingest(session, batch, NOW)
     reasons = {(x.index, x.field, x.reason) for x in result.rejected}
@@ -88,6 +90,8 @@ def test_each_invalid_reading_is_rejected_with_its_reason(session: Session, kit:
         (12, "values.wind", "unknown_metric"),
         (13, "value", "out_of_range"),
         (14, "values", "missing"),
+        (15, "device", "bad_device"),
+        (16, "device", "missing"),
     }
     assert result.stored == 2  # the good GNSS reading and the good half of item 12
     assert all(x.message for x in result.rejected)

@@ -52,6 +52,7 @@ Row = tuple[int, str, int, float]  # device id, metric, ts (epoch ms), value
 _MESSAGES = {
     "malformed": "每条读数须为 JSON 对象 / each reading must be a JSON object",
     "missing": "缺少字段 / missing field",
+    "bad_device": "设备编码须为文本 / device must be a string (the device's code)",
     "unknown_device": "未登记的设备 / unknown device",
     "inactive_device": "设备已停用 / device is deactivated",
     "forbidden_device": "该密钥不能为此设备上报 / this key may not report for this device",
@@ -223,7 +224,8 @@ def _check_one(
         return
     code = item.get("device")
     if not isinstance(code, str) or not code:
-        rejected.append(rejection(index, "device", "missing"))
+        missing = code is None or code == ""
+        rejected.append(rejection(index, "device", "missing" if missing else "bad_device"))
         return
     device = devices.get(code)
     reason = (

@@ -295,6 +295,11 @@ def test_a_sensor_alarm_shows_its_curve_with_the_rule_lines(
     assert curve["from"] == curve["raised"] - 6 * 3_600_000  # it was evaluated
     assert curve["unit"] == "MPa" and curve["cleared"] is None
     assert 'href="/workbench/devices/WB-HYD-CURVE"' in page.text  # the sensor's own page
+    # The value with its unit and the metric's name in words.
+    value = re.search(
+        r"<dd class=\"num\">0\.05 MPa <span[^>]*>管网压力 · pressure_mpa</span>", page.text
+    )
+    assert value, "the alarm's value without its unit and metric"
     # Reported a quarter of an hour after it was taken: the page says when it was taken.
     assert "读数时间" in page.text and "读数迟到" in page.text
     lows, highs, lasts = zip(*[(p[1], p[2], p[3]) for p in curve["points"]], strict=True)

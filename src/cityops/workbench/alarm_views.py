@@ -26,6 +26,7 @@ from cityops.auth.principal import Principal, Who
 from cityops.db import utcnow
 from cityops.deps import DbSession
 from cityops.org.models import Person
+from cityops.telemetry import service as telemetry
 from cityops.telemetry.models import Device
 from cityops.web.i18n import pick_language, translator
 from cityops.web.views import MaybePrincipal
@@ -227,10 +228,16 @@ def alarm_context(
         else None
     )
     device = session.get(Device, alarm.device_id) if alarm.device_id is not None else None
+    metric = None
+    if rule.metric:
+        meta = telemetry.metric_of(session, device, rule.metric) if device else {}
+        label = meta.get("label_en" if lang == "en" else "label") or rule.metric
+        metric = {"label": label, "unit": meta.get("unit", ""), "name": rule.metric}
     return {
         "alarm": alarm,
         "rule": rule,
         "device": device,
+        "metric": metric,
         "curve": curves.alarm_curve(session, alarm, rule, device, now, events),
         "reading_at": curves.raised_reading(alarm, events),
         "regions": shell.region_path(session, alarm.region_code),

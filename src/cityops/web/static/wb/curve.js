@@ -78,7 +78,8 @@
         max: Number((hi + pad).toPrecision(6)),
         name: cfg.unit || "",
         nameTextStyle: { color: MUTED },
-        axisLabel: { color: MUTED },
+        // The bounds are the data's range padded (379.08, 0.92): only the round ticks between.
+        axisLabel: { color: MUTED, showMinLabel: false, showMaxLabel: false },
         splitLine: { lineStyle: { color: GRID } },
       },
       dataZoom: [

@@ -212,6 +212,12 @@ def metric_of(session: Session, device: Device, metric: str) -> dict[str, Any]:
     )
 
 
+def metric_label(meta: dict[str, Any], lang: str, name: str) -> str:
+    """A metric's label in the page's language, from its ``metrics_of`` entry; its bare name
+    when the type does not declare it."""
+    return str(meta.get("label_en" if lang == "en" else "label") or name)
+
+
 def check_metric(session: Session, device: Device, metric: str) -> None:
     """A series is asked of a metric the device's type declares, or one it has reported
     (a metric since taken off its type): anything else is a typo, not an empty series."""

@@ -231,7 +231,7 @@ def alarm_context(
     metric = None
     if rule.metric:
         meta = telemetry.metric_of(session, device, rule.metric) if device else {}
-        label = meta.get("label_en" if lang == "en" else "label") or rule.metric
+        label = telemetry.metric_label(meta, lang, rule.metric)
         metric = {"label": label, "unit": meta.get("unit", ""), "name": rule.metric}
     return {
         "alarm": alarm,

@@ -40,7 +40,7 @@ def _values(
     out = []
     for v in sorted(latest, key=lambda v: (order.get(v.metric, len(order)), v.metric)):
         m = by_name.get(v.metric, {})
-        label = m.get("label_en" if lang == "en" else "label") or v.metric
+        label = telemetry.metric_label(m, lang, v.metric)
         out.append({"label": label, "value": v.value, "unit": m.get("unit", ""), "ts": v.ts})
     return out
 
